@@ -503,5 +503,5 @@ class Destination(ABC):
         """Verify credentials and settings against the vendor, changing nothing."""
         return []
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 (optional to override)
         """Release connections and flush files; called once after the last batch."""

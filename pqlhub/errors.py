@@ -66,8 +66,7 @@ class RecipeSyntaxError(RecipeError):
         self.column = column
         self.reason = reason
         super().__init__(
-            f"Recipe {path} is not valid TOML: {reason} "
-            f"(line {line}, column {column})."
+            f"Recipe {path} is not valid TOML: {reason} (line {line}, column {column})."
         )
 
 

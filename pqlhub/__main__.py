@@ -1,0 +1,5 @@
+"""Allow `python -m pqlhub`."""
+
+from pqlhub.cli import main
+
+main()
