@@ -1,0 +1,1 @@
+"""Benchmarks and the synthetic product data they run on."""
