@@ -20,10 +20,12 @@ import click
 import orjson
 
 from pqlhub import __version__
+from pqlhub.engine import Evaluation, compile_recipe, evaluate
 from pqlhub.errors import PqlhubError
 from pqlhub.plugins import PluginInfo, Plugins
 from pqlhub.recipe import Recipe, load_recipe
 from pqlhub.redaction import RedactingFilter, redact
+from pqlhub.segments import Explanation, Segment
 
 __all__ = ["cli", "current_plugins", "main"]
 
@@ -217,10 +219,15 @@ def validate(recipe_path: str) -> None:
     the sources and nothing is sent.
     """
     recipe = _load(recipe_path)
-    click.echo(
-        f"Recipe {recipe_path} is valid: {_count(len(recipe.sources), 'source')}, "
-        f"{_count(len(recipe.destinations), 'destination')}."
-    )
+    compiled = compile_recipe(recipe)
+    parts = [
+        _count(len(recipe.sources), "source"),
+        _count(len(compiled.traits), "trait"),
+        _count(len(compiled.dimensions), "dimension"),
+        _count(len(compiled.segments), "segment"),
+        _count(len(recipe.destinations), "destination"),
+    ]
+    click.echo(f"Recipe {recipe_path} is valid: {', '.join(parts)}.")
 
 
 @cli.command()
@@ -258,34 +265,191 @@ def _plugin_table(infos: Sequence[PluginInfo]) -> str:
     return render_table(rows)
 
 
-def render_table(rows: Sequence[Sequence[str]]) -> str:
-    """Render rows as aligned columns; the first row is the header."""
+def render_table(rows: Sequence[Sequence[str]], right: Sequence[int] = ()) -> str:
+    """Render rows as aligned columns; columns in `right` align to the right."""
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = []
     for row in rows:
-        cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=True)]
+        cells = [
+            cell.rjust(width) if index in right else cell.ljust(width)
+            for index, (cell, width) in enumerate(zip(row, widths, strict=True))
+        ]
         lines.append("  ".join(cells).rstrip())
+    return "\n".join(lines)
+
+
+def as_of_option(function: F) -> F:
+    """The --as-of option of commands that evaluate segments."""
+    return click.option(
+        "--as-of",
+        type=click.DateTime(
+            ["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M:%SZ", "%Y-%m-%d %H:%M:%S"]
+        ),
+        default=None,
+        help="Evaluate as if now were this UTC time, for reproducible runs.",
+    )(function)
+
+
+def _evaluate(recipe_path: str, as_of: datetime | None) -> Evaluation:
+    recipe = _load(recipe_path)
+    moment = as_of.replace(tzinfo=UTC) if as_of is not None else None
+    return evaluate(recipe, as_of=moment)
+
+
+@cli.command()
+@recipe_argument
+@as_of_option
+@format_option
+@click.option("--members", is_flag=True, help="List each segment's contact keys.")
+def segments(
+    recipe_path: str, as_of: datetime | None, output_format: str, members: bool
+) -> None:
+    """Show every segment with its size, its template and its flags.
+
+    A segment smaller than its minimum size (500 unless the recipe says
+    otherwise) is flagged; with enforce_min_size it is held back from syncs.
+    """
+    evaluation = _evaluate(recipe_path, as_of)
+    if output_format == "json":
+        _echo_json(_segments_json(evaluation, members))
+        return
+    click.echo(_segments_text(evaluation, members))
+
+
+def _segments_json(evaluation: Evaluation, members: bool) -> dict[str, Any]:
+    return {
+        "recipe": evaluation.recipe.name,
+        "as_of": evaluation.as_of.isoformat(),
+        "contacts": len(evaluation.table),
+        "segments": [s.as_dict(members=members) for s in evaluation.segments],
+    }
+
+
+def _segments_text(evaluation: Evaluation, members: bool) -> str:
+    lines = [
+        f"{len(evaluation.table):,} contacts, as of "
+        f"{evaluation.as_of.isoformat(timespec='seconds')}."
+    ]
+    for definition in evaluation.compiled.segments:
+        found = [s for s in evaluation.segments if s.id == definition.id]
+        lines.append("")
+        lines.append(f"{definition.id}: {definition.template}")
+        if not found:
+            lines.append("  (no members)")
+            continue
+        rows = [("  SEGMENT", "SIZE", "FLAGS")]
+        for segment in found:
+            rows.append((f"  {segment.name}", f"{segment.size:,}", _flags(segment)))
+        lines.append(render_table(rows, right=(1,)))
+        if members:
+            for segment in found:
+                keys = ", ".join(segment.members) or "(none)"
+                lines.append(f"  {segment.name}: {keys}")
     return "\n".join(lines)
 
 
 @cli.command()
 @recipe_argument
+@click.argument("contact_key", metavar="CONTACT_KEY")
+@as_of_option
 @format_option
-def run(recipe_path: str, output_format: str) -> None:
-    """Run a recipe: read its sources and report what was read."""
-    from pqlhub.sources import read_sources
+def explain(
+    recipe_path: str, contact_key: str, as_of: datetime | None, output_format: str
+) -> None:
+    """Show why a contact is in or out of each segment.
 
-    recipe = _load(recipe_path)
-    reports = read_sources(recipe)
+    Lists the profile values the rules read, the contact's dimension values,
+    and for each segment whether it matched and what each condition saw.
+    """
+    evaluation = _evaluate(recipe_path, as_of)
+    explanation = evaluation.explain(contact_key)
+    if explanation is None:
+        msg = (
+            f"Contact {contact_key!r} is not among the recipe's "
+            f"{len(evaluation.table):,} contacts; give the contact's key."
+        )
+        raise click.ClickException(msg)
     if output_format == "json":
-        _echo_json({"recipe": recipe.name, "sources": [r.as_dict() for r in reports]})
+        _echo_json(explanation.as_dict())
         return
+    click.echo(_explanation_text(explanation))
+
+
+def _explanation_text(explanation: Explanation) -> str:
+    plain = explanation.as_dict()
+    lines = [f"Contact {explanation.key}", "", "Profile values the rules read:"]
+    rows = [(f"  {name}", _show(value)) for name, value in plain["values"].items()]
+    lines.append(render_table(rows) if rows else "  (none)")
+    lines += ["", "Dimensions:"]
+    rows = [(f"  {name}", _show(value)) for name, value in plain["dimensions"].items()]
+    lines.append(render_table(rows) if rows else "  (none)")
+    lines += ["", "Segments:"]
+    for verdict in plain["segments"]:
+        mark = "IN " if verdict["matched"] else "OUT"
+        target = f" -> {verdict['name']}" if verdict["name"] else ""
+        lines.append(f"  {mark} {verdict['id']}{target}")
+        for condition in verdict["conditions"]:
+            seen = ", ".join(f"{k}={_show(v)}" for k, v in condition["values"].items())
+            result = "yes" if condition["result"] else "no "
+            lines.append(f"        {result}  {condition['text']}   [{seen}]")
+        if verdict["reason"]:
+            lines.append(f"        {verdict['reason']}")
+    return "\n".join(lines)
+
+
+def _flags(segment: Segment) -> str:
+    if not segment.flags:
+        return ""
+    text = f"below minimum of {segment.min_size:,}"
+    return f"{text}, held back from syncs" if segment.held_back else text
+
+
+def _show(value: Any) -> str:
+    if value is None:
+        return "(missing)"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return "[" + ", ".join(str(item) for item in value) + "]"
+    return str(value)
+
+
+@cli.command()
+@recipe_argument
+@as_of_option
+@format_option
+def run(recipe_path: str, as_of: datetime | None, output_format: str) -> None:
+    """Run a recipe: read its sources, build profiles and compute its segments."""
+    evaluation = _evaluate(recipe_path, as_of)
+    if output_format == "json":
+        result = _segments_json(evaluation, members=False)
+        result["sources"] = [read.as_dict() for read in evaluation.reads]
+        _echo_json(result)
+        return
+    click.echo(_reads_text(evaluation))
+    click.echo("")
+    click.echo(_segments_text(evaluation, members=False))
+
+
+def _reads_text(evaluation: Evaluation) -> str:
     rows = [("SOURCE", "ENTITY", "RECORDS", "SKIPPED")]
-    rows += [(r.source, r.entity, str(r.records), str(r.skipped)) for r in reports]
-    click.echo(render_table(rows))
-    for report in reports:
-        if report.rejects:
-            click.echo(f"Skipped records of {report.source!r} are in {report.rejects}.")
+    rows += [
+        (r.source, r.entity, f"{r.records:,}", f"{r.skipped:,}")
+        for r in evaluation.reads
+    ]
+    lines = [render_table(rows, right=(2, 3))]
+    for read in evaluation.reads:
+        if read.rejects:
+            lines.append(
+                f"Skipped records of {read.source!r} are kept in {read.rejects}."
+            )
+    events = evaluation.events
+    if events.unknown_user:
+        lines.append(
+            f"{events.unknown_user:,} track calls named no known contact and were "
+            "not counted."
+        )
+    return "\n".join(lines)
 
 
 def _count(number: int, noun: str) -> str:

@@ -208,12 +208,15 @@ def recipe_from_dict(
     resolver = _SecretResolver(env if env is not None else os.environ, folder)
 
     problems = validate(data, load_schema("recipe.schema.json"))
-    if problems:
-        # Blocks that fail the core schema would only add noise below.
-        raise RecipeInvalidError(origin, problems)
-
-    sources = _source_blocks(data, plugins, resolver, problems)
-    destinations = _destination_blocks(data, plugins, resolver, problems)
+    # A block that fails the core schema is not handed to its plugin's schema:
+    # that would only repeat the fault. Every other block is checked.
+    faulty = {problem.path for problem in problems}
+    sources = _source_blocks(
+        _sound(data, "sources", faulty), plugins, resolver, problems
+    )
+    destinations = _destination_blocks(
+        _sound(data, "destinations", faulty), plugins, resolver, problems
+    )
     problems.extend(resolver.problems)
     if problems:
         raise RecipeInvalidError(origin, _ordered(problems))
@@ -238,14 +241,30 @@ def recipe_from_dict(
     )
 
 
+def _sound(
+    data: Mapping[str, Any], section: str, faulty: set[str]
+) -> dict[str, Mapping[str, Any]]:
+    blocks = data.get(section)
+    if not isinstance(blocks, Mapping):
+        return {}
+    return {
+        name: block
+        for name, block in blocks.items()
+        if not any(
+            path == f"{section}.{name}" or path.startswith(f"{section}.{name}.")
+            for path in faulty
+        )
+    }
+
+
 def _source_blocks(
-    data: Mapping[str, Any],
+    blocks: Mapping[str, Mapping[str, Any]],
     plugins: Plugins,
     resolver: _SecretResolver,
     problems: list[Problem],
 ) -> dict[str, SourceBlock]:
-    blocks: dict[str, SourceBlock] = {}
-    for name, block in data.get("sources", {}).items():
+    found: dict[str, SourceBlock] = {}
+    for name, block in blocks.items():
         if not block.get("enabled", True):
             continue
         path = ("sources", name)
@@ -265,11 +284,11 @@ def _source_blocks(
             )
             continue
         config = {k: v for k, v in block.items() if k not in _SOURCE_CORE_KEYS}
-        found = validate(config, connector.config_schema, path)
-        problems.extend(found)
-        if found:
+        faults = validate(config, connector.config_schema, path)
+        problems.extend(faults)
+        if faults:
             continue
-        blocks[name] = SourceBlock(
+        found[name] = SourceBlock(
             name=name,
             plugin=block["plugin"],
             entity=block["entity"],
@@ -278,17 +297,17 @@ def _source_blocks(
             config=resolver.resolve_tree(config, path),
             connector=connector,
         )
-    return blocks
+    return found
 
 
 def _destination_blocks(
-    data: Mapping[str, Any],
+    blocks: Mapping[str, Mapping[str, Any]],
     plugins: Plugins,
     resolver: _SecretResolver,
     problems: list[Problem],
 ) -> dict[str, DestinationBlock]:
-    blocks: dict[str, DestinationBlock] = {}
-    for name, block in data.get("destinations", {}).items():
+    found: dict[str, DestinationBlock] = {}
+    for name, block in blocks.items():
         if not block.get("enabled", True):
             continue
         path = ("destinations", name)
@@ -298,17 +317,17 @@ def _destination_blocks(
             problems.append(Problem(format_path((*path, "plugin")), str(exc)))
             continue
         config = {k: v for k, v in block.items() if k not in _DESTINATION_CORE_KEYS}
-        found = validate(config, connector.config_schema, path)
-        problems.extend(found)
-        if found:
+        faults = validate(config, connector.config_schema, path)
+        problems.extend(faults)
+        if faults:
             continue
-        blocks[name] = DestinationBlock(
+        found[name] = DestinationBlock(
             name=name,
             plugin=block["plugin"],
             config=resolver.resolve_tree(config, path),
             connector=connector,
         )
-    return blocks
+    return found
 
 
 class _SecretResolver:

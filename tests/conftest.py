@@ -51,7 +51,9 @@ class Cli:
         if self.paths:
             extra = os.pathsep.join(str(path) for path in self.paths)
             current = environment.get("PYTHONPATH")
-            environment["PYTHONPATH"] = f"{extra}{os.pathsep}{current}" if current else extra
+            environment["PYTHONPATH"] = (
+                f"{extra}{os.pathsep}{current}" if current else extra
+            )
         done = subprocess.run(
             [sys.executable, "-m", "pqlhub", *args],
             cwd=self.cwd,

@@ -8,13 +8,20 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
 import pqlhub
-from pqlhub import Destination, RuleType, Source, SourceCapabilities, hookimpl
-from pqlhub import hookspecs
+from pqlhub import (
+    Action,
+    Destination,
+    RuleType,
+    Source,
+    SourceCapabilities,
+    hookimpl,
+    hookspecs,
+)
 from pqlhub.plugins import Plugins
 
 from .conftest import Cli, Installer
@@ -127,7 +134,9 @@ def test_register_rejects_duplicate_connector_name() -> None:
 def test_lookup_of_unknown_connector_names_the_installed_ones() -> None:
     plugins = Plugins.of(SimpleNamespace(pqlhub_source_types=hookimpl(lambda: [_Rows])))
 
-    with pytest.raises(pqlhub.UnknownPluginError, match=r"'nope'.*installed sources: 'rows'"):
+    with pytest.raises(
+        pqlhub.UnknownPluginError, match=r"'nope'.*installed sources: 'rows'"
+    ):
         plugins.source("nope")
 
 
@@ -158,7 +167,7 @@ def test_hook_pqlhub_rule_types() -> None:
 def test_hook_pqlhub_destination_types() -> None:
     class Sink(Destination):
         name = "sink"
-        actions = {}
+        actions: ClassVar[dict[str, Action]] = {}
 
         def apply(self, batch: Any) -> Any:
             return []

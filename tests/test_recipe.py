@@ -10,8 +10,13 @@ from typing import Any
 
 import pytest
 
-from pqlhub import RecipeInvalidError, RecipeSyntaxError, Source, SourceCapabilities
-from pqlhub import hookimpl
+from pqlhub import (
+    RecipeInvalidError,
+    RecipeSyntaxError,
+    Source,
+    SourceCapabilities,
+    hookimpl,
+)
 from pqlhub.plugins import Plugins
 from pqlhub.recipe import load_recipe, recipe_from_dict
 from pqlhub.redaction import RedactingFilter, Secret, redact
@@ -64,7 +69,9 @@ password = { env = "DB_PASSWORD" }
 PASSWORD_SCHEMA = {
     "type": "object",
     "properties": {
-        "password": {"$ref": "https://pqlhub.dev/schemas/defs.schema.json#/$defs/secret"},
+        "password": {
+            "$ref": "https://pqlhub.dev/schemas/defs.schema.json#/$defs/secret"
+        },
         "batch": {"type": "integer"},
     },
     "additionalProperties": False,
@@ -275,7 +282,9 @@ def test_secret_never_reaches_captured_log_records(
     caplog.handler.addFilter(RedactingFilter())
 
     with caplog.at_level(logging.INFO, logger="pqlhub"):
-        logging.getLogger("pqlhub.test").info("Using %s and %r", secret.reveal(), secret)
+        logging.getLogger("pqlhub.test").info(
+            "Using %s and %r", secret.reveal(), secret
+        )
 
     assert caplog.records
     assert all(SECRET not in record.getMessage() for record in caplog.records)
