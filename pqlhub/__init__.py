@@ -46,8 +46,7 @@ from pqlhub.errors import (
     UnknownPluginError,
 )
 from pqlhub.hookspecs import hookimpl
-
-__version__ = "0.1.0"
+from pqlhub.version import __version__
 
 __all__ = [
     "Action",

@@ -10,29 +10,44 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Final, TypeVar
 
 import click
 import orjson
 
-from pqlhub import __version__
 from pqlhub.engine import Evaluation, compile_recipe, evaluate
 from pqlhub.errors import PqlhubError
-from pqlhub.plugins import PluginInfo, Plugins
+from pqlhub.ledger import Ledger
+from pqlhub.plugins import Plugins
 from pqlhub.recipe import Recipe, load_recipe
 from pqlhub.redaction import RedactingFilter, redact
-from pqlhub.segments import Explanation, Segment
+from pqlhub.render import (
+    count,
+    explanation_text,
+    failures_text,
+    plan_text,
+    plugin_table,
+    reads_text,
+    render_table,
+    results_text,
+    segments_json,
+    segments_text,
+)
+from pqlhub.runs import check_recipe, plan_recipe, run_recipe
+from pqlhub.sync import Delivery
+from pqlhub.version import __version__
 
 __all__ = ["cli", "current_plugins", "main"]
 
 logger = logging.getLogger(__name__)
 
 EXIT_ERROR: Final = 1
-EXIT_PARTIAL: Final = 3
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -221,11 +236,11 @@ def validate(recipe_path: str) -> None:
     recipe = _load(recipe_path)
     compiled = compile_recipe(recipe)
     parts = [
-        _count(len(recipe.sources), "source"),
-        _count(len(compiled.traits), "trait"),
-        _count(len(compiled.dimensions), "dimension"),
-        _count(len(compiled.segments), "segment"),
-        _count(len(recipe.destinations), "destination"),
+        count(len(recipe.sources), "source"),
+        count(len(compiled.traits), "trait"),
+        count(len(compiled.dimensions), "dimension"),
+        count(len(compiled.segments), "segment"),
+        count(len(recipe.destinations), "destination"),
     ]
     click.echo(f"Recipe {recipe_path} is valid: {', '.join(parts)}.")
 
@@ -242,40 +257,7 @@ def plugins(output_format: str) -> None:
     if output_format == "json":
         _echo_json({"plugins": [info.as_dict() for info in infos]})
         return
-    click.echo(_plugin_table(infos))
-
-
-def _plugin_table(infos: Sequence[PluginInfo]) -> str:
-    rows = [("PLUGIN", "VERSION", "DISTRIBUTION", "PROVIDES", "STATUS")]
-    for info in infos:
-        provides = [f"source:{name}" for name in info.sources]
-        provides += [f"rule:{name}" for name in info.rules]
-        provides += [f"destination:{name}" for name in info.destinations]
-        status = f"error: {info.error}" if info.error else "ok"
-        distribution = info.distribution or ("(built-in)" if info.builtin else "-")
-        rows.append(
-            (
-                info.name,
-                info.version or "-",
-                distribution,
-                " ".join(provides) or "-",
-                status,
-            )
-        )
-    return render_table(rows)
-
-
-def render_table(rows: Sequence[Sequence[str]], right: Sequence[int] = ()) -> str:
-    """Render rows as aligned columns; columns in `right` align to the right."""
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    lines = []
-    for row in rows:
-        cells = [
-            cell.rjust(width) if index in right else cell.ljust(width)
-            for index, (cell, width) in enumerate(zip(row, widths, strict=True))
-        ]
-        lines.append("  ".join(cells).rstrip())
-    return "\n".join(lines)
+    click.echo(plugin_table(infos))
 
 
 def as_of_option(function: F) -> F:
@@ -291,9 +273,7 @@ def as_of_option(function: F) -> F:
 
 
 def _evaluate(recipe_path: str, as_of: datetime | None) -> Evaluation:
-    recipe = _load(recipe_path)
-    moment = as_of.replace(tzinfo=UTC) if as_of is not None else None
-    return evaluate(recipe, as_of=moment)
+    return evaluate(_load(recipe_path), as_of=_moment(as_of))
 
 
 @cli.command()
@@ -311,41 +291,9 @@ def segments(
     """
     evaluation = _evaluate(recipe_path, as_of)
     if output_format == "json":
-        _echo_json(_segments_json(evaluation, members))
+        _echo_json(segments_json(evaluation, members))
         return
-    click.echo(_segments_text(evaluation, members))
-
-
-def _segments_json(evaluation: Evaluation, members: bool) -> dict[str, Any]:
-    return {
-        "recipe": evaluation.recipe.name,
-        "as_of": evaluation.as_of.isoformat(),
-        "contacts": len(evaluation.table),
-        "segments": [s.as_dict(members=members) for s in evaluation.segments],
-    }
-
-
-def _segments_text(evaluation: Evaluation, members: bool) -> str:
-    lines = [
-        f"{len(evaluation.table):,} contacts, as of "
-        f"{evaluation.as_of.isoformat(timespec='seconds')}."
-    ]
-    for definition in evaluation.compiled.segments:
-        found = [s for s in evaluation.segments if s.id == definition.id]
-        lines.append("")
-        lines.append(f"{definition.id}: {definition.template}")
-        if not found:
-            lines.append("  (no members)")
-            continue
-        rows = [("  SEGMENT", "SIZE", "FLAGS")]
-        for segment in found:
-            rows.append((f"  {segment.name}", f"{segment.size:,}", _flags(segment)))
-        lines.append(render_table(rows, right=(1,)))
-        if members:
-            for segment in found:
-                keys = ", ".join(segment.members) or "(none)"
-                lines.append(f"  {segment.name}: {keys}")
-    return "\n".join(lines)
+    click.echo(segments_text(evaluation, members))
 
 
 @cli.command()
@@ -372,88 +320,156 @@ def explain(
     if output_format == "json":
         _echo_json(explanation.as_dict())
         return
-    click.echo(_explanation_text(explanation))
+    click.echo(explanation_text(explanation))
 
 
-def _explanation_text(explanation: Explanation) -> str:
-    plain = explanation.as_dict()
-    lines = [f"Contact {explanation.key}", "", "Profile values the rules read:"]
-    rows = [(f"  {name}", _show(value)) for name, value in plain["values"].items()]
-    lines.append(render_table(rows) if rows else "  (none)")
-    lines += ["", "Dimensions:"]
-    rows = [(f"  {name}", _show(value)) for name, value in plain["dimensions"].items()]
-    lines.append(render_table(rows) if rows else "  (none)")
-    lines += ["", "Segments:"]
-    for verdict in plain["segments"]:
-        mark = "IN " if verdict["matched"] else "OUT"
-        target = f" -> {verdict['name']}" if verdict["name"] else ""
-        lines.append(f"  {mark} {verdict['id']}{target}")
-        for condition in verdict["conditions"]:
-            seen = ", ".join(f"{k}={_show(v)}" for k, v in condition["values"].items())
-            result = "yes" if condition["result"] else "no "
-            lines.append(f"        {result}  {condition['text']}   [{seen}]")
-        if verdict["reason"]:
-            lines.append(f"        {verdict['reason']}")
-    return "\n".join(lines)
-
-
-def _flags(segment: Segment) -> str:
-    if not segment.flags:
-        return ""
-    text = f"below minimum of {segment.min_size:,}"
-    return f"{text}, held back from syncs" if segment.held_back else text
-
-
-def _show(value: Any) -> str:
-    if value is None:
-        return "(missing)"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, list):
-        return "[" + ", ".join(str(item) for item in value) + "]"
-    return str(value)
+def _moment(as_of: datetime | None) -> datetime | None:
+    return as_of.replace(tzinfo=UTC) if as_of is not None else None
 
 
 @cli.command()
 @recipe_argument
 @as_of_option
 @format_option
-def run(recipe_path: str, as_of: datetime | None, output_format: str) -> None:
-    """Run a recipe: read its sources, build profiles and compute its segments."""
-    evaluation = _evaluate(recipe_path, as_of)
+@click.option(
+    "--out", type=click.Path(dir_okay=False), help="Write the full plan here."
+)
+@click.option("--force", is_flag=True, help="Plan past the max_remove guard rail.")
+def plan(
+    recipe_path: str,
+    as_of: datetime | None,
+    output_format: str,
+    out: str | None,
+    force: bool,
+) -> None:
+    """Show what a run would change in each destination, sending nothing.
+
+    Per sync: contacts to add (they entered a segment), to remove (they left)
+    and to update (their fields changed), against what the ledger says each
+    destination holds. --out writes every change as JSON.
+    """
+    report = plan_recipe(_load(recipe_path), as_of=_moment(as_of), force=force)
+    if out is not None:
+        full = orjson.dumps(report.plan.as_dict(full=True), option=orjson.OPT_INDENT_2)
+        Path(out).write_bytes(full + b"\n")
     if output_format == "json":
-        result = _segments_json(evaluation, members=False)
-        result["sources"] = [read.as_dict() for read in evaluation.reads]
+        _echo_json(report.plan.as_dict())
+    else:
+        click.echo(plan_text(report.plan))
+    if report.exit_code:
+        click.get_current_context().exit(report.exit_code)
+
+
+@cli.command()
+@recipe_argument
+@as_of_option
+@format_option
+@click.option("--dry-run", is_flag=True, help="Stop after the plan; send nothing.")
+@click.option("--force", is_flag=True, help="Send past the max_remove guard rail.")
+def run(
+    recipe_path: str,
+    as_of: datetime | None,
+    output_format: str,
+    dry_run: bool,
+    force: bool,
+) -> None:
+    """Run a recipe: read, build profiles, segment, plan and deliver.
+
+    Exits 0 when everything was delivered, 1 when an error stopped the run or a
+    sync, and 3 when the run finished but some changes failed (see 'pqlhub
+    failures'; they are retried on the next run).
+    """
+    recipe = _load(recipe_path)
+    moment = _moment(as_of)
+    if dry_run:
+        report = plan_recipe(recipe, as_of=moment, force=force)
+    else:
+        delivery = Delivery(progress=_progress() if sys.stderr.isatty() else None)
+        report = run_recipe(recipe, as_of=moment, force=force, delivery=delivery)
+    if output_format == "json":
+        result = segments_json(report.evaluation, members=False)
+        result["sources"] = [read.as_dict() for read in report.evaluation.reads]
+        result["plan"] = report.plan.as_dict()
+        result["syncs"] = [r.as_dict() for r in report.results]
+        result["exit_code"] = report.exit_code
         _echo_json(result)
+    else:
+        click.echo(reads_text(report.evaluation))
+        click.echo("")
+        click.echo(segments_text(report.evaluation, members=False))
+        click.echo("")
+        click.echo(plan_text(report.plan) if dry_run else results_text(report))
+    if report.exit_code:
+        click.get_current_context().exit(report.exit_code)
+
+
+def _progress() -> Callable[[str, int, int], None]:
+    started: dict[str, float] = {}
+
+    def show(sync: str, settled: int, total: int) -> None:
+        begun = started.setdefault(sync, time.monotonic())
+        rate = settled / max(time.monotonic() - begun, 1e-6)
+        line = f"\r{sync}: {settled:,}/{total:,} changes ({rate:,.0f}/s)"
+        click.echo(line, err=True, nl=settled >= total)
+
+    return show
+
+
+@cli.command()
+@recipe_argument
+@click.option("--sync", "sync_name", help="Only this sync's failures.")
+@click.option("--dead", is_flag=True, help="Only dead letters.")
+@format_option
+def failures(
+    recipe_path: str, sync_name: str | None, dead: bool, output_format: str
+) -> None:
+    """List changes that failed: their reason, tries, and whether they are dead.
+
+    Pending failures are retried on the next run; dead letters (those that
+    failed max_attempts times) wait for 'pqlhub retry'.
+    """
+    recipe = _load(recipe_path)
+    with Ledger.open(recipe.ledger_path) as ledger:
+        found = ledger.failures(sync_name, dead=True if dead else None)
+    if output_format == "json":
+        _echo_json({"failures": [failure.as_dict() for failure in found]})
         return
-    click.echo(_reads_text(evaluation))
-    click.echo("")
-    click.echo(_segments_text(evaluation, members=False))
+    click.echo(failures_text(found))
 
 
-def _reads_text(evaluation: Evaluation) -> str:
-    rows = [("SOURCE", "ENTITY", "RECORDS", "SKIPPED")]
-    rows += [
-        (r.source, r.entity, f"{r.records:,}", f"{r.skipped:,}")
-        for r in evaluation.reads
-    ]
-    lines = [render_table(rows, right=(2, 3))]
-    for read in evaluation.reads:
-        if read.rejects:
-            lines.append(
-                f"Skipped records of {read.source!r} are kept in {read.rejects}."
-            )
-    events = evaluation.events
-    if events.unknown_user:
-        lines.append(
-            f"{events.unknown_user:,} track calls named no known contact and were "
-            "not counted."
-        )
-    return "\n".join(lines)
+@cli.command()
+@recipe_argument
+@click.option("--sync", "sync_name", help="Only this sync's dead letters.")
+def retry(recipe_path: str, sync_name: str | None) -> None:
+    """Re-queue dead letters so the next run tries them again."""
+    recipe = _load(recipe_path)
+    with Ledger.open(recipe.ledger_path) as ledger:
+        requeued = ledger.requeue(sync_name)
+    click.echo(f"Re-queued {count(requeued, 'dead letter')} for the next run.")
 
 
-def _count(number: int, noun: str) -> str:
-    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
+@cli.command()
+@recipe_argument
+@format_option
+def check(recipe_path: str, output_format: str) -> None:
+    """Check each source and destination that can be checked, changing nothing.
+
+    Destinations verify credentials and permissions against their API; sources
+    verify that their data can be read. Exits 1 when a check fails.
+    """
+    recipe = _load(recipe_path)
+    results = check_recipe(recipe)
+    if output_format == "json":
+        _echo_json({"checks": [dict(r) for r in results]})
+    else:
+        rows = [("BLOCK", "CHECK", "OK", "MESSAGE")]
+        rows += [
+            (r["block"], r["name"], "yes" if r["ok"] else "NO", r["message"])
+            for r in results
+        ]
+        click.echo(render_table(rows) if results else "Nothing to check.")
+    if any(not r["ok"] for r in results):
+        click.get_current_context().exit(EXIT_ERROR)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

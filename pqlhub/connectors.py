@@ -13,13 +13,15 @@ from __future__ import annotations
 
 import enum
 import logging
+import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from pqlhub.errors import DataError
+from pqlhub.http import HttpClient
 
 __all__ = [
     "Action",
@@ -469,15 +471,38 @@ class DestinationContext:
         base_dir: The recipe's folder; relative paths are relative to it.
         logger: The logger the destination should use.
         state: A small key-value store kept in the ledger for this destination
-            (remote ids, created list ids), surviving across runs.
-        clock: Returns the run's current time as a Unix timestamp.
+            (remote ids, created list ids), surviving across runs; each write
+            is committed at once.
+        clock: Returns the current time as a Unix timestamp.
+        http_factory: Builds HTTP clients with the run's retry policy and rate
+            limiter; use `http()` rather than calling it.
     """
 
     name: str
     base_dir: Path
     logger: logging.Logger
-    state: dict[str, str] = field(default_factory=dict)
-    clock: Callable[[], float] | None = None
+    state: MutableMapping[str, str] = field(default_factory=dict)
+    clock: Callable[[], float] = time.time
+    http_factory: Callable[..., HttpClient] | None = field(default=None, repr=False)
+
+    def http(
+        self,
+        base_url: str = "",
+        headers: Mapping[str, str] | None = None,
+        **options: Any,
+    ) -> HttpClient:
+        """Return an HTTP client with pqlhub's timeouts, retries, limits and logs.
+
+        Args:
+            base_url: The prefix of every request's URL.
+            headers: Headers for every request, credentials included (never
+                logged).
+            **options: Further `HttpClient` arguments (`timeout`, `classify`,
+                `fatal_hint`, `transport`).
+        """
+        if self.http_factory is not None:
+            return self.http_factory(base_url=base_url, headers=headers, **options)
+        return HttpClient(self.name, base_url=base_url, headers=headers, **options)
 
 
 class Destination(ABC):

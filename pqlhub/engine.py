@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from pqlhub.errors import Problem, RecipeInvalidError
+from pqlhub.errors import Problem
+from pqlhub.plan import compile_syncs
 from pqlhub.profiles import (
     ACCOUNT_PREFIX,
     FoldReport,
@@ -95,18 +96,21 @@ class Evaluation:
 
 
 def compile_recipe(recipe: Recipe, as_of: datetime | None = None) -> Compiled:
-    """Compile the recipe's traits, dimensions and segments, reading no data.
+    """Compile the recipe's traits, dimensions, segments and syncs, reading no data.
 
     Raises:
         RecipeInvalidError: Listing every problem found.
     """
     moment = as_of or recipe.as_of or datetime.now(UTC)
-    compiled = _compiler(recipe, lambda name: _nothing, lambda: moment).compile(
-        recipe.origin
-    )
+    compiler = _compiler(recipe, lambda name: _nothing, lambda: moment)
+    problems = compiler.problems
     if not recipe.sources_of("contact"):
-        problem = Problem("sources", "The recipe needs a source with entity 'contact'.")
-        raise RecipeInvalidError(recipe.origin, [problem])
+        problems.append(
+            Problem("sources", "The recipe needs a source with entity 'contact'.")
+        )
+    syncs = compile_syncs(recipe, problems)
+    compiled = compiler.compile(recipe.origin)
+    compiled.syncs = syncs
     return compiled
 
 
@@ -176,6 +180,7 @@ def evaluate(
     timings["events"] = _lap(started) - timings["contacts"]
 
     compiled, dimensions = _compile_on(recipe, table, lambda: moment)
+    compiled.syncs = shape.syncs
     segments = sort_into_segments(
         table, compiled.segments, compiled.dimensions, dimensions
     )
@@ -203,7 +208,7 @@ def _lap(started: float) -> float:
 def _builder(recipe: Recipe, shape: Compiled, identity: Identity) -> TableBuilder:
     derived = {spec.field for spec in shape.traits.values()}
     derived |= {dimension.name for dimension in shape.dimensions}
-    wanted = set(shape.fields) - derived
+    wanted = (set(shape.fields) | set(shape.sync_fields)) - derived
     contact = {name for name in wanted if not name.startswith(ACCOUNT_PREFIX)}
     contact |= {n for n in (identity.account, identity.email, identity.user) if n}
     account = {

@@ -34,7 +34,7 @@ logger = logging.getLogger(__name__)
 ENTRY_POINT_GROUP: Final = "pqlhub"
 ALLOW_LIST_VARIABLE: Final = "PQLHUB_PLUGINS"
 
-BUILTIN_PLUGINS: Final[tuple[str, ...]] = ("pqlhub.rules",)
+BUILTIN_PLUGINS: Final[tuple[str, ...]] = ("pqlhub.rules", "pqlhub.destinations")
 """Modules of the core that register connectors through the hooks."""
 
 _KINDS: Final = (
@@ -143,7 +143,7 @@ class Plugins:
     @classmethod
     def _with_builtins(cls) -> Plugins:
         plugins = cls()
-        from pqlhub import __version__
+        from pqlhub.version import __version__
 
         for module_name in BUILTIN_PLUGINS:
             module = importlib.import_module(module_name)

@@ -442,11 +442,20 @@ class Compiled:
         traits: Every trait to compute, the recipe's and those rules asked for.
         dimensions: The dimensions in recipe order.
         segments: The segment definitions in recipe order.
+        syncs: The syncs (`pqlhub.plan.SyncSpec`), validated.
     """
 
     traits: dict[str, TraitSpec]
     dimensions: list[Dimension]
     segments: list[SegmentDefinition]
+    syncs: list[Any] = field(default_factory=list)
+
+    @property
+    def sync_fields(self) -> frozenset[str]:
+        """Every profile field the syncs send."""
+        return frozenset(
+            source for sync in self.syncs for source in sync.fields.values()
+        )
 
     @property
     def fields(self) -> frozenset[str]:

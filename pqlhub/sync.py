@@ -1,0 +1,373 @@
+"""Delivery: sending a plan to destinations in batches, and recording every outcome.
+
+Each sync's changes are grouped by action and cut into batches of the action's (or
+the destination's) declared size, then applied with the destination's declared
+concurrency. Transient HTTP failures are retried inside each request by the shared
+client (`pqlhub.http`); what still fails is recorded per change and retried on
+later runs, up to the sync's `max_attempts`, then kept as a dead letter. A batch the
+destination rejects as a whole for one bad record (`SkippableSyncError`) is split
+in halves until the bad record stands alone. A config failure (`FatalSyncError`:
+401, 403) stops that sync at once; its unsent changes stay pending.
+
+The outcomes of each batch are committed to the ledger in one transaction, so a
+crash loses at most the batches in flight, which the next run sends again; every
+action is idempotent and every change carries a stable id.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from typing import Any
+
+from pqlhub.connectors import (
+    Batch,
+    Change,
+    Destination,
+    DestinationContext,
+    FailureKind,
+    Outcome,
+    OutcomeStatus,
+)
+from pqlhub.errors import FatalSyncError, RetriableSyncError, SkippableSyncError
+from pqlhub.http import HttpClient, RateLimiter, RetryPolicy
+from pqlhub.ledger import Ledger, Settled
+from pqlhub.plan import ActionCall, Plan, SyncPlan, SyncSpec, fields_hash
+from pqlhub.recipe import DestinationBlock, Recipe
+from pqlhub.redaction import redact
+
+__all__ = ["Delivery", "SyncResult", "deliver"]
+
+logger = logging.getLogger(__name__)
+
+Progress = Callable[[str, int, int], None]
+"""Called as `progress(sync, changes_settled, changes_total)`."""
+
+
+@dataclass
+class SyncResult:
+    """What delivering one sync's plan did.
+
+    Attributes:
+        sync: The sync's name.
+        destination: The destination block's name.
+        planned: Changes planned.
+        done: Changes the destination confirmed.
+        skipped: Changes the destination said needed nothing.
+        failed: Changes that failed for a reason the data or vendor gave.
+        retry: Changes that failed transiently, to retry on the next run.
+        dead: Changes that became dead letters in this run.
+        forgotten: Exits recorded without sending (the sync has no on_exit).
+        baseline: Pairs recorded as present without sending (skip-existing).
+        stopped: Why the sync stopped early (a config failure), if it did.
+        blocked: Why the sync was not sent (a guard rail), if it was not.
+    """
+
+    sync: str
+    destination: str
+    planned: int = 0
+    done: int = 0
+    skipped: int = 0
+    failed: int = 0
+    retry: int = 0
+    dead: int = 0
+    forgotten: int = 0
+    baseline: int = 0
+    stopped: str | None = None
+    blocked: str | None = None
+
+    @property
+    def complete(self) -> bool:
+        """Whether every planned change was delivered (or needed nothing)."""
+        return not (self.failed or self.retry or self.stopped or self.blocked)
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return the result as JSON-ready values."""
+        return dict(self.__dict__)
+
+
+@dataclass
+class Delivery:
+    """How a run delivers: waits and clocks are injectable for tests.
+
+    Attributes:
+        sleep: The function that waits (between retries, for rate limits).
+        progress: Called as changes settle, when set.
+        policy: The HTTP retry policy destinations' clients use.
+        transport: An httpx transport for every client, for tests.
+    """
+
+    sleep: Callable[[float], None] = time.sleep
+    progress: Progress | None = None
+    policy: RetryPolicy = field(default_factory=RetryPolicy)
+    transport: Any = None
+
+
+def deliver(
+    plan: Plan,
+    recipe: Recipe,
+    ledger: Ledger,
+    run_id: int,
+    delivery: Delivery | None = None,
+) -> list[SyncResult]:
+    """Send every sync's plan and record the outcomes.
+
+    Returns:
+        One result per sync, in plan order.
+    """
+    options = delivery or Delivery()
+    destinations: dict[str, Destination] = {}
+    results = []
+    try:
+        for sync_plan in plan.syncs:
+            spec = plan.specs[sync_plan.sync]
+            result = SyncResult(sync_plan.sync, sync_plan.destination)
+            results.append(result)
+            if _settle_without_sending(sync_plan, spec, ledger, result):
+                continue
+            block = recipe.destinations[spec.destination]
+            destination = destinations.get(block.name)
+            if destination is None:
+                destination = _build(block, recipe, ledger, options)
+                destinations[block.name] = destination
+            _deliver_sync(spec, sync_plan, destination, ledger, run_id, options, result)
+    finally:
+        for destination in destinations.values():
+            destination.close()
+    return results
+
+
+def _settle_without_sending(
+    plan: SyncPlan, spec: SyncSpec, ledger: Ledger, result: SyncResult
+) -> bool:
+    if plan.blocked:
+        result.blocked = plan.blocked
+        logger.error("%s", plan.blocked)
+        return True
+    if plan.baseline:
+        result.baseline = ledger.baseline(spec.name, spec.destination, plan.baseline)
+        logger.info(
+            "Sync %r started from a baseline: %d contacts recorded as present, "
+            "none sent.",
+            spec.name,
+            result.baseline,
+        )
+        return True
+    if spec.on_exit is None and plan.removes:
+        ledger.forget(spec.name, [(c.segment, c.key) for c in plan.removes])
+        result.forgotten = len(plan.removes)
+        plan.removes = []
+    return not plan.changes
+
+
+def _build(
+    block: DestinationBlock, recipe: Recipe, ledger: Ledger, options: Delivery
+) -> Destination:
+    connector = block.connector
+    limits = connector.limits
+    limiter = None
+    if limits.rate is not None:
+        limiter = RateLimiter(
+            limits.rate.requests, limits.rate.per_seconds, sleep=options.sleep
+        )
+
+    def http(**arguments: Any) -> HttpClient:
+        arguments.setdefault("policy", options.policy)
+        arguments.setdefault("rate_limiter", limiter)
+        arguments.setdefault("sleep", options.sleep)
+        if options.transport is not None:
+            arguments.setdefault("transport", options.transport)
+        return HttpClient(block.name, **arguments)
+
+    context = DestinationContext(
+        name=block.name,
+        base_dir=recipe.base_dir,
+        logger=logging.getLogger(f"pqlhub.plugins.{block.plugin}.{block.name}"),
+        state=ledger.state(block.name),
+        http_factory=http,
+    )
+    return connector(block.config, context)
+
+
+@dataclass(frozen=True)
+class _Work:
+    """A batch and what the ledger needs to know about each of its changes."""
+
+    batch: Batch
+    hashes: Mapping[str, str]
+
+
+def _batches(
+    spec: SyncSpec, plan: SyncPlan, destination: Destination
+) -> Iterator[_Work]:
+    groups: list[tuple[ActionCall, list[Change]]] = [
+        (spec.on_enter, [*plan.adds, *plan.updates])
+    ]
+    if spec.on_exit is not None:
+        groups.append((spec.on_exit, plan.removes))
+    for call, changes in groups:
+        declared = destination.actions[call.action]
+        size = max(1, declared.batch_size or destination.limits.batch_size)
+        for start in range(0, len(changes), size):
+            chunk = changes[start : start + size]
+            hashes = {c.id: fields_hash(c.fields) for c in chunk}
+            yield _Work(Batch(spec.name, call.action, call.options, chunk), hashes)
+
+
+def _deliver_sync(
+    spec: SyncSpec,
+    plan: SyncPlan,
+    destination: Destination,
+    ledger: Ledger,
+    run_id: int,
+    options: Delivery,
+    result: SyncResult,
+) -> None:
+    result.planned = len(plan.changes)
+    ledger.mark_sync_started(spec.name, spec.destination)
+    stop = threading.Event()
+    workers = max(1, destination.limits.concurrency)
+    settled = 0
+    with ThreadPoolExecutor(workers, thread_name_prefix=f"pqlhub-{spec.name}") as pool:
+        futures: dict[Future[list[Outcome] | None], _Work] = {
+            pool.submit(_apply, destination, work.batch, stop): work
+            for work in _batches(spec, plan, destination)
+        }
+        for future in as_completed(futures):
+            work = futures[future]
+            try:
+                outcomes = future.result()
+            except FatalSyncError as exc:
+                stop.set()
+                if result.stopped is None:
+                    result.stopped = _stopped_message(spec, exc)
+                    logger.error("%s", result.stopped)
+                continue
+            if outcomes is None:
+                continue
+            _record(spec, work, outcomes, ledger, run_id, result)
+            if any(o.kind is FailureKind.CONFIG for o in outcomes):
+                stop.set()
+                result.stopped = result.stopped or _stopped_message(
+                    spec, next(o for o in outcomes if o.kind is FailureKind.CONFIG)
+                )
+            settled += len(work.batch.changes)
+            if options.progress is not None:
+                options.progress(spec.name, settled, result.planned)
+
+
+def _stopped_message(spec: SyncSpec, cause: FatalSyncError | Outcome) -> str:
+    reason = cause.reason if isinstance(cause, Outcome) else str(cause)
+    return redact(
+        f"Sync {spec.name!r} stopped: destination {spec.destination!r} refused it. "
+        f"{reason} Unsent changes stay pending for the next run."
+    )
+
+
+def _apply(
+    destination: Destination, batch: Batch, stop: threading.Event
+) -> list[Outcome] | None:
+    if stop.is_set():
+        return None
+    try:
+        outcomes = list(destination.apply(batch))
+    except SkippableSyncError as exc:
+        return _isolate(destination, batch, stop, str(exc))
+    except RetriableSyncError as exc:
+        return [Outcome.retry(change, redact(str(exc))) for change in batch.changes]
+    return _complete(batch, outcomes)
+
+
+def _isolate(
+    destination: Destination, batch: Batch, stop: threading.Event, reason: str
+) -> list[Outcome] | None:
+    changes = batch.changes
+    if len(changes) == 1:
+        return [Outcome.failed(changes[0], FailureKind.DATA, redact(reason))]
+    middle = len(changes) // 2
+    outcomes: list[Outcome] = []
+    for half in (changes[:middle], changes[middle:]):
+        part = _apply(destination, _with(batch, half), stop)
+        if part is None:
+            return outcomes or None
+        outcomes.extend(part)
+    return outcomes
+
+
+def _with(batch: Batch, changes: Sequence[Change]) -> Batch:
+    return Batch(batch.sync, batch.action, batch.options, changes)
+
+
+def _complete(batch: Batch, outcomes: list[Outcome]) -> list[Outcome]:
+    by_id = {outcome.change_id: outcome for outcome in outcomes}
+    missing = [change for change in batch.changes if change.id not in by_id]
+    if missing:
+        logger.warning(
+            "The destination gave no outcome for %d of %d changes of sync %r; "
+            "they will be sent again on the next run.",
+            len(missing),
+            len(batch.changes),
+            batch.sync,
+        )
+    complete = [by_id[c.id] for c in batch.changes if c.id in by_id]
+    complete += [
+        Outcome.retry(change, "The destination reported no outcome for it.")
+        for change in missing
+    ]
+    return complete
+
+
+def _record(
+    spec: SyncSpec,
+    work: _Work,
+    outcomes: Sequence[Outcome],
+    ledger: Ledger,
+    run_id: int,
+    result: SyncResult,
+) -> None:
+    changes = {change.id: change for change in work.batch.changes}
+    settled = []
+    for outcome in outcomes:
+        change = changes[outcome.change_id]
+        settled.append(
+            Settled(
+                contact=change.key,
+                segment=change.segment,
+                change=change.kind,
+                change_id=change.id,
+                action=work.batch.action,
+                status=outcome.status.value,
+                fields_hash=work.hashes[change.id],
+                remote_id=outcome.remote_id,
+                kind=outcome.kind.value if outcome.kind else None,
+                reason=outcome.reason,
+                max_attempts=spec.max_attempts,
+            )
+        )
+        _count(result, outcome)
+    ledger.commit_outcomes(spec.name, run_id, settled)
+    result.dead += _newly_dead(ledger, spec, settled)
+
+
+def _count(result: SyncResult, outcome: Outcome) -> None:
+    if outcome.status is OutcomeStatus.DONE:
+        result.done += 1
+    elif outcome.status is OutcomeStatus.SKIPPED:
+        result.skipped += 1
+    elif outcome.status is OutcomeStatus.RETRY or outcome.kind is FailureKind.TRANSIENT:
+        result.retry += 1
+    else:
+        result.failed += 1
+
+
+def _newly_dead(ledger: Ledger, spec: SyncSpec, settled: Sequence[Settled]) -> int:
+    failing = {
+        (s.segment, s.contact) for s in settled if s.status in ("retry", "failed")
+    }
+    if not failing:
+        return 0
+    return len(ledger.dead_letters(spec.name) & failing)
