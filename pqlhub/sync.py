@@ -40,7 +40,7 @@ from pqlhub.plan import ActionCall, Plan, SyncPlan, SyncSpec, fields_hash
 from pqlhub.recipe import DestinationBlock, Recipe
 from pqlhub.redaction import redact
 
-__all__ = ["Delivery", "SyncResult", "deliver"]
+__all__ = ["Delivery", "SyncResult", "apply_batch", "deliver"]
 
 logger = logging.getLogger(__name__)
 
@@ -234,7 +234,7 @@ def _deliver_sync(
     settled = 0
     with ThreadPoolExecutor(workers, thread_name_prefix=f"pqlhub-{spec.name}") as pool:
         futures: dict[Future[list[Outcome] | None], _Work] = {
-            pool.submit(_apply, destination, work.batch, stop): work
+            pool.submit(apply_batch, destination, work.batch, stop): work
             for work in _batches(spec, plan, destination)
         }
         for future in as_completed(futures):
@@ -268,10 +268,22 @@ def _stopped_message(spec: SyncSpec, cause: FatalSyncError | Outcome) -> str:
     )
 
 
-def _apply(
-    destination: Destination, batch: Batch, stop: threading.Event
+def apply_batch(
+    destination: Destination, batch: Batch, stop: threading.Event | None = None
 ) -> list[Outcome] | None:
-    if stop.is_set():
+    """Apply one batch the way a run does: isolate bad records, one outcome each.
+
+    A `SkippableSyncError` splits the batch in halves until the bad record stands
+    alone; a `RetriableSyncError` marks every change for retry; changes the
+    destination gave no outcome for are marked for retry.
+
+    Returns:
+        One outcome per change, or None when `stop` was set before it began.
+
+    Raises:
+        FatalSyncError: When the destination refuses to go on.
+    """
+    if stop is not None and stop.is_set():
         return None
     try:
         outcomes = list(destination.apply(batch))
@@ -283,7 +295,10 @@ def _apply(
 
 
 def _isolate(
-    destination: Destination, batch: Batch, stop: threading.Event, reason: str
+    destination: Destination,
+    batch: Batch,
+    stop: threading.Event | None,
+    reason: str,
 ) -> list[Outcome] | None:
     changes = batch.changes
     if len(changes) == 1:
@@ -291,7 +306,7 @@ def _isolate(
     middle = len(changes) // 2
     outcomes: list[Outcome] = []
     for half in (changes[:middle], changes[middle:]):
-        part = _apply(destination, _with(batch, half), stop)
+        part = apply_batch(destination, _with(batch, half), stop)
         if part is None:
             return outcomes or None
         outcomes.extend(part)
