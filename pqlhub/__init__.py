@@ -1,7 +1,9 @@
 """pqlhub: turn product usage into product-qualified leads, and sync them.
 
 Plugin authors import what they need from here (and test kits from
-`pqlhub.testing`); nothing they need lives in a private module.
+`pqlhub.testing`). Programs that embed pqlhub load a recipe (`load_recipe`,
+`recipe_from_dict`), evaluate it (`evaluate`) and run it (`plan_recipe`,
+`run_recipe`), with plugins (`Plugins.of`) and the clock injectable.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from pqlhub.connectors import (
     SourceCapabilities,
     SourceContext,
 )
+from pqlhub.engine import Evaluation, compile_recipe, evaluate
 from pqlhub.errors import (
     DataError,
     ExpressionError,
@@ -46,6 +49,12 @@ from pqlhub.errors import (
     UnknownPluginError,
 )
 from pqlhub.hookspecs import hookimpl
+from pqlhub.http import HttpClient, RateLimiter, RetryPolicy, TransientHttpError
+from pqlhub.plugins import Plugins
+from pqlhub.recipe import Recipe, load_recipe, recipe_from_dict
+from pqlhub.redaction import Secret
+from pqlhub.runs import RunReport, plan_recipe, run_recipe
+from pqlhub.segments import Explanation, Segment
 from pqlhub.version import __version__
 
 __all__ = [
@@ -60,30 +69,47 @@ __all__ = [
     "Destination",
     "DestinationContext",
     "Entity",
+    "Evaluation",
+    "Explanation",
     "ExpressionError",
     "FailureKind",
     "FatalSyncError",
+    "HttpClient",
     "Limits",
     "Outcome",
     "OutcomeStatus",
     "PluginError",
+    "Plugins",
     "PqlhubError",
     "RateLimit",
+    "RateLimiter",
+    "Recipe",
     "RecipeError",
     "RecipeInvalidError",
     "RecipeSyntaxError",
     "Record",
     "RejectSink",
     "RetriableSyncError",
+    "RetryPolicy",
     "RuleContext",
     "RuleType",
+    "RunReport",
+    "Secret",
     "SecretError",
+    "Segment",
     "SkippableSyncError",
     "Source",
     "SourceCapabilities",
     "SourceContext",
     "SyncError",
+    "TransientHttpError",
     "UnknownPluginError",
     "__version__",
+    "compile_recipe",
+    "evaluate",
     "hookimpl",
+    "load_recipe",
+    "plan_recipe",
+    "recipe_from_dict",
+    "run_recipe",
 ]
