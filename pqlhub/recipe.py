@@ -218,6 +218,7 @@ def recipe_from_dict(
         _sound(data, "destinations", faulty), plugins, resolver, problems
     )
     problems.extend(resolver.problems)
+    as_of = _as_of(data.get("recipe", {}).get("as_of"), problems)
     if problems:
         raise RecipeInvalidError(origin, _ordered(problems))
 
@@ -229,7 +230,7 @@ def recipe_from_dict(
         origin=origin,
         base_dir=folder,
         ledger_path=ledger,
-        as_of=_as_of(settings.get("as_of")),
+        as_of=as_of,
         min_size=settings.get("min_size", DEFAULT_MIN_SIZE),
         max_dimension_values=settings.get(
             "max_dimension_values", DEFAULT_MAX_DIMENSION_VALUES
@@ -380,10 +381,20 @@ def _is_reference(value: Mapping[str, Any]) -> bool:
     )
 
 
-def _as_of(text: str | None) -> datetime | None:
-    if text is None:
+def _as_of(text: Any, problems: list[Problem]) -> datetime | None:
+    if not isinstance(text, str):
         return None
-    moment = datetime.fromisoformat(text)
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        problems.append(
+            Problem(
+                "recipe.as_of",
+                f"{text!r} is not an ISO 8601 time; write it like "
+                "'2026-12-01T00:00:00Z'.",
+            )
+        )
+        return None
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
