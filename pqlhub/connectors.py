@@ -498,10 +498,12 @@ class DestinationContext:
             headers: Headers for every request, credentials included (never
                 logged).
             **options: Further `HttpClient` arguments (`timeout`, `classify`,
-                `fatal_hint`, `transport`).
+                `fatal_hint`, `transport`), and `rate`: a `RateLimit` to use
+                instead of the class's `limits.rate` (for rates set in config).
         """
         if self.http_factory is not None:
             return self.http_factory(base_url=base_url, headers=headers, **options)
+        options.pop("rate", None)
         return HttpClient(self.name, base_url=base_url, headers=headers, **options)
 
 

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from pqlhub.errors import Problem
+from pqlhub.connectors import Record
+from pqlhub.errors import Problem, RecipeInvalidError
 from pqlhub.plan import compile_syncs
 from pqlhub.profiles import (
     ACCOUNT_PREFIX,
@@ -121,7 +122,8 @@ def _nothing(profile: Any) -> Any:
 def _compiler(
     recipe: Recipe, resolve: Callable[[str], Callable[[Any], Any]], now: Clock
 ) -> SegmentCompiler:
-    traits = parse_traits(recipe.data.get("traits", {}), recipe.origin)
+    problems: list[Problem] = []
+    traits = parse_traits(recipe.data.get("traits", {}), recipe.origin, problems)
     return SegmentCompiler(
         data=recipe.data,
         plugins=recipe.plugins,
@@ -130,6 +132,7 @@ def _compiler(
         now=now,
         min_size=recipe.min_size,
         max_dimension_values=recipe.max_dimension_values,
+        problems=problems,
     )
 
 
@@ -149,7 +152,7 @@ def evaluate(
             not groupable.
         DataError: When a source meets a malformed record and its policy is fail.
     """
-    moment = as_of or recipe.as_of or (clock or _utc_now)()
+    moment = _aware(as_of or recipe.as_of or (clock or _utc_now)())
     timings: dict[str, float] = {}
     started = time.perf_counter()
     shape = compile_recipe(recipe, moment)
@@ -168,15 +171,13 @@ def evaluate(
     table = builder.finish()
     timings["contacts"] = _lap(started)
 
-    events = FoldReport()
-    for block in recipe.sources_of("event"):
-        with SourceReader(recipe, block) as reader:
-            found = fold_events(
-                table, reader.records_of(), shape.traits.values(), moment, identity.user
-            )
-            reads.append(_logged(reader.report()))
-        events = _merge(events, found)
-    _fill_missing_traits(table, shape)
+    events = fold_events(
+        table,
+        _event_records(recipe, reads),
+        shape.traits.values(),
+        moment,
+        identity.user,
+    )
     timings["events"] = _lap(started) - timings["contacts"]
 
     compiled, dimensions = _compile_on(recipe, table, lambda: moment)
@@ -199,6 +200,11 @@ def evaluate(
 
 def _utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+def _aware(moment: datetime) -> datetime:
+    # Event times are aware; a time given without a zone is UTC, as in recipes.
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def _lap(started: float) -> float:
@@ -230,24 +236,27 @@ def _compile_on(
         columns[name] = [None] * len(table)
         table.add_column(name, columns[name])
     compiled = _compiler(recipe, table.getter, now).compile(recipe.origin)
+    problems: list[Problem] = []
     for dimension in compiled.dimensions:
         values = dimension.compute(table)
-        dimension.check_groupable(values)
+        try:
+            dimension.check_groupable(values)
+        except RecipeInvalidError as exc:
+            problems.extend(exc.problems)
         columns[dimension.name][:] = values
+    if problems:
+        raise RecipeInvalidError(recipe.origin, problems)
     return compiled, columns
 
 
-def _fill_missing_traits(table: ProfileTable, shape: Compiled) -> None:
-    # With no event source at all, traits still read as their empty values.
-    for spec in shape.traits.values():
-        if not table.has(spec.field):
-            empty: Any = 0 if spec.agg in ("count", "count_distinct", "sum") else None
-            if spec.agg == "exists":
-                empty = False
-            if spec.per == "account":
-                table.add_account_column(spec.name, [empty] * table.no_account)
-            else:
-                table.add_column(spec.name, [empty] * len(table))
+def _event_records(recipe: Recipe, reads: list[ReadReport]) -> Iterator[Record]:
+    # All event sources feed one fold: a fold per source would leave each trait
+    # with the last source's events only. With no event source at all, the fold
+    # still gives every trait its empty value.
+    for block in recipe.sources_of("event"):
+        with SourceReader(recipe, block) as reader:
+            yield from reader.records_of()
+            reads.append(_logged(reader.report()))
 
 
 def _warn_absent(table: ProfileTable, compiled: Compiled) -> None:
@@ -276,12 +285,3 @@ def _logged(report: ReadReport) -> ReadReport:
         report.skipped,
     )
     return report
-
-
-def _merge(total: FoldReport, found: FoldReport) -> FoldReport:
-    return FoldReport(
-        events=total.events + found.events,
-        folded=total.folded + found.folded,
-        unknown_user=total.unknown_user + found.unknown_user,
-        after_as_of=total.after_as_of + found.after_as_of,
-    )

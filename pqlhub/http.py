@@ -104,9 +104,11 @@ class RateLimiter:
     def pause(self, seconds: float) -> None:
         """Hold every sender for `seconds` (the vendor said it is over its limit)."""
         with self._lock:
-            until = self._clock() + seconds
-            # Fill the window with the pause's end so acquire() waits it out.
-            self._sent = deque([until - self.per_seconds] * self.requests)
+            floor = self._clock() + seconds - self.per_seconds
+            # Fill the window with the pause's end so acquire() waits it out, but
+            # keep later sends: a pause shorter than the window frees no slot early.
+            padded = [floor] * (self.requests - len(self._sent)) + list(self._sent)
+            self._sent = deque(max(floor, sent) for sent in padded)
 
 
 def retry_after_seconds(response: httpx.Response) -> float | None:
@@ -315,15 +317,20 @@ class HttpClient:
             raise TransientHttpError(msg, response, wait, rate_limited=status == 429)
         return response
 
+    # Stop and wait only read `spent`, and the log updates it once a retry is
+    # certain: tenacity's order of calling stop and wait differs between versions.
+
     def _stop(self, spent: _Spent) -> Callable[[tenacity.RetryCallState], bool]:
         policy = self.policy
 
         def stop(state: tenacity.RetryCallState) -> bool:
             failure = _failure(state)
             if failure is not None and failure.rate_limited:
-                return spent.rate_wait >= policy.max_rate_limit_wait
-            spent.failed += 1
-            return spent.failed >= policy.attempts
+                asked = failure.wait
+                if asked is None:
+                    asked = self._backoff(spent)
+                return spent.rate_wait + asked > policy.max_rate_limit_wait
+            return spent.failed + 1 >= policy.attempts
 
         return stop
 
@@ -334,11 +341,15 @@ class HttpClient:
             failure = _failure(state)
             if failure is not None and failure.wait is not None:
                 return min(failure.wait, policy.max_rate_limit_wait)
-            failed = max(1, spent.failed)
-            backoff = min(policy.max_delay, policy.base_delay * 2 ** (failed - 1))
+            backoff = self._backoff(spent)
             return random.uniform(backoff / 2, backoff)
 
         return wait
+
+    def _backoff(self, spent: _Spent) -> float:
+        """Return the longest backoff after the failures retried so far."""
+        policy = self.policy
+        return min(policy.max_delay, policy.base_delay * 2.0**spent.failed)
 
     def _log_retry(self, spent: _Spent) -> Callable[[tenacity.RetryCallState], None]:
         def log(state: tenacity.RetryCallState) -> None:
@@ -348,6 +359,8 @@ class HttpClient:
                 spent.rate_wait += wait
                 if self.rate_limiter is not None:
                     self.rate_limiter.pause(wait)
+            else:
+                spent.failed += 1
             logger.warning(
                 "%s: %s Retrying in %.1f s (attempt %d).",
                 self.name,
@@ -361,7 +374,12 @@ class HttpClient:
 
 @dataclass
 class _Spent:
-    """What one request has used up so far: failed attempts and rate-limit waits."""
+    """What one request has used up so far: failed attempts and rate-limit waits.
+
+    Attributes:
+        failed: Attempts that failed other than by a rate limit and were retried.
+        rate_wait: Seconds waited out for rate limits.
+    """
 
     failed: int = 0
     rate_wait: float = 0.0

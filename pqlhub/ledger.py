@@ -191,14 +191,23 @@ class Ledger:
             connection = sqlite3.connect(
                 file, isolation_level=None, check_same_thread=False, timeout=30
             )
-            connection.execute("PRAGMA journal_mode=WAL")
-            connection.execute("PRAGMA synchronous=NORMAL")
-            connection.execute("PRAGMA foreign_keys=ON")
         except (OSError, sqlite3.Error) as exc:
             msg = f"The ledger {str(file)!r} cannot be opened: {exc}."
             raise LedgerError(msg) from exc
         ledger = cls(connection, file)
-        ledger._migrate()
+        try:
+            connection.execute("PRAGMA journal_mode=WAL")
+            connection.execute("PRAGMA synchronous=NORMAL")
+            connection.execute("PRAGMA foreign_keys=ON")
+            ledger._migrate()
+        except sqlite3.Error as exc:
+            connection.close()
+            msg = f"The ledger {str(file)!r} cannot be opened: {exc}."
+            raise LedgerError(msg) from exc
+        except BaseException:
+            # A refused ledger must not stay open (and locked) behind the error.
+            connection.close()
+            raise
         return ledger
 
     def close(self) -> None:
@@ -538,30 +547,28 @@ class Settled:
 
 
 class DestinationState(MutableMapping[str, str]):
-    """A destination's key-value state, written through to the ledger."""
+    """A destination's key-value state, written through to the ledger.
+
+    Reads of one key and writes are single statements; `update` and `get_many`
+    handle many keys in one statement each, for caches of remote ids.
+    """
 
     def __init__(self, ledger: Ledger, destination: str) -> None:
         self._ledger = ledger
         self._destination = destination
 
-    def _rows(self) -> dict[str, str]:
-        with self._ledger._lock:
-            rows = self._ledger._db.execute(
-                "SELECT key, value FROM destination_state WHERE destination = ?",
-                (self._destination,),
-            )
-            return dict(rows.fetchall())
-
     def __getitem__(self, key: str) -> str:
-        return self._rows()[key]
+        with self._ledger._lock:
+            row = self._ledger._db.execute(
+                "SELECT value FROM destination_state WHERE destination = ? AND key = ?",
+                (self._destination, key),
+            ).fetchone()
+        if row is None:
+            raise KeyError(key)
+        return str(row[0])
 
     def __setitem__(self, key: str, value: str) -> None:
-        with self._ledger.transaction() as db:
-            db.execute(
-                "INSERT OR REPLACE INTO destination_state (destination, key, value)"
-                " VALUES (?, ?, ?)",
-                (self._destination, key, value),
-            )
+        self.update({key: value})
 
     def __delitem__(self, key: str) -> None:
         with self._ledger.transaction() as db:
@@ -570,11 +577,47 @@ class DestinationState(MutableMapping[str, str]):
                 (self._destination, key),
             )
 
+    def update(self, other: Any = (), /, **extra: str) -> None:
+        """Write many keys in one transaction."""
+        items = dict(other, **extra)
+        with self._ledger.transaction() as db:
+            db.executemany(
+                "INSERT OR REPLACE INTO destination_state (destination, key, value)"
+                " VALUES (?, ?, ?)",
+                ((self._destination, key, value) for key, value in items.items()),
+            )
+
+    def get_many(self, keys: Iterable[str]) -> dict[str, str]:
+        """Return the values of those `keys` that are set."""
+        wanted = sorted(set(keys))
+        found: dict[str, str] = {}
+        with self._ledger._lock:
+            for start in range(0, len(wanted), 500):
+                chunk = wanted[start : start + 500]
+                marks = ", ".join("?" * len(chunk))
+                rows = self._ledger._db.execute(
+                    "SELECT key, value FROM destination_state"
+                    f" WHERE destination = ? AND key IN ({marks})",
+                    (self._destination, *chunk),
+                )
+                found.update(rows.fetchall())
+        return found
+
     def __iter__(self) -> Iterator[str]:
-        return iter(self._rows())
+        with self._ledger._lock:
+            rows = self._ledger._db.execute(
+                "SELECT key FROM destination_state WHERE destination = ?",
+                (self._destination,),
+            ).fetchall()
+        return iter([row[0] for row in rows])
 
     def __len__(self) -> int:
-        return len(self._rows())
+        with self._ledger._lock:
+            row = self._ledger._db.execute(
+                "SELECT COUNT(*) FROM destination_state WHERE destination = ?",
+                (self._destination,),
+            ).fetchone()
+        return int(row[0])
 
 
 def _failure(row: Sequence[Any]) -> Failure:

@@ -144,19 +144,29 @@ _NEEDS_OF: Final = frozenset({"sum", "min", "max", "distinct", "count_distinct"}
 
 
 def parse_traits(
-    definitions: Mapping[str, Mapping[str, Any]], origin: str
+    definitions: Mapping[str, Mapping[str, Any]],
+    origin: str,
+    problems: list[Problem] | None = None,
 ) -> dict[str, TraitSpec]:
     """Build trait specs from the recipe's `[traits]` table (already schema-valid).
 
+    Args:
+        definitions: The `[traits]` table.
+        origin: How messages name the recipe.
+        problems: Where to add the faults found, to report them with the
+            recipe's other problems; the faulty traits are left out. When None,
+            the faults are raised.
+
     Raises:
-        RecipeInvalidError: When a trait aggregates nothing it can aggregate.
+        RecipeInvalidError: When a trait aggregates nothing it can aggregate and
+            `problems` is None.
     """
-    problems: list[Problem] = []
+    faults: list[Problem] = []
     traits: dict[str, TraitSpec] = {}
     for name, definition in definitions.items():
         spec = trait_from_definition(name, definition)
         if spec.agg in _NEEDS_OF and spec.of is None:
-            problems.append(
+            faults.append(
                 Problem(
                     f"traits.{name}.of",
                     f"A {spec.agg!r} trait needs 'of', the value it aggregates "
@@ -165,8 +175,10 @@ def parse_traits(
             )
             continue
         traits[name] = spec
-    if problems:
-        raise RecipeInvalidError(origin, problems)
+    if problems is not None:
+        problems.extend(faults)
+    elif faults:
+        raise RecipeInvalidError(origin, faults)
     return traits
 
 

@@ -15,7 +15,15 @@ import re
 import threading
 from collections.abc import Iterable, Mapping
 from typing import Any, Final
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import (
+    parse_qsl,
+    quote,
+    quote_plus,
+    unquote,
+    urlencode,
+    urlsplit,
+    urlunsplit,
+)
 
 __all__ = [
     "MASK",
@@ -92,11 +100,13 @@ def remember_secret(value: str) -> None:
     """Add a value to those `redact` masks."""
     if len(value) < _MIN_SECRET_LENGTH:
         return
+    # Sent in a URL or a form, the value shows percent-encoded.
+    forms = {value, quote(value, safe=""), quote_plus(value, safe="")}
     global _pattern
     with _lock:
-        if value in _known:
+        if forms <= _known:
             return
-        _known.add(value)
+        _known.update(forms)
         # Longest first, so a secret that contains another is masked whole.
         ordered = sorted(_known, key=len, reverse=True)
         _pattern = re.compile("|".join(re.escape(known) for known in ordered))
@@ -130,14 +140,23 @@ def redact_url(url: str) -> str:
     netloc = parts.netloc
     if "@" in netloc:
         netloc = f"{MASK}@{netloc.rsplit('@', 1)[1]}"
+    # Secrets are compared decoded: a client may percent-encode any mix of a
+    # value's characters.
+    path = parts.path
+    decoded = unquote(path)
+    if redact(decoded) != decoded:
+        path = redact(decoded)
     query = parts.query
     if query:
         pairs = parse_qsl(query, keep_blank_values=True)
         query = urlencode(
-            [(key, MASK if is_sensitive(key) else value) for key, value in pairs],
+            [
+                (key, MASK if is_sensitive(key) else redact(value))
+                for key, value in pairs
+            ],
             safe="*",
         )
-    return redact(urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment)))
+    return redact(urlunsplit((parts.scheme, netloc, path, query, parts.fragment)))
 
 
 def redact_headers(

@@ -152,7 +152,7 @@ def reads_text(evaluation: Evaluation) -> str:
 
 
 def count(number: int, noun: str) -> str:
-    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
+    return f"{number:,} {noun}" if number == 1 else f"{number:,} {noun}s"
 
 
 def plan_text(plan: Plan) -> str:
@@ -184,14 +184,15 @@ def _plan_notes(sync: Any) -> list[str]:
     if sync.baseline:
         notes.append(
             f"{sync.sync}: first run with initial = 'skip-existing': "
-            f"{len(sync.baseline):,} contacts will be recorded as present, none sent."
+            f"{count(len(sync.baseline), 'contact')} will be recorded as present, "
+            "none sent."
         )
     if sync.held_back:
         held = ", ".join(repr(name) for name in sync.held_back)
         notes.append(f"{sync.sync}: held back (below minimum size): {held}.")
     if sync.dead_letters:
         notes.append(
-            f"{sync.sync}: {sync.dead_letters:,} dead letters left out; "
+            f"{sync.sync}: {count(sync.dead_letters, 'dead letter')} left out; "
             "see 'pqlhub failures'."
         )
     if sync.unmatched:
@@ -229,8 +230,8 @@ def results_text(report: RunReport) -> str:
                 lines.append(message)
         if result.failed or result.retry:
             lines.append(
-                f"{result.sync}: {result.failed + result.retry:,} changes did not "
-                "go through; see 'pqlhub failures'."
+                f"{result.sync}: {count(result.failed + result.retry, 'change')} "
+                "did not go through; see 'pqlhub failures'."
             )
     return "\n".join(lines)
 

@@ -555,7 +555,7 @@ class SegmentCompiler:
             rule = self.expression(case["when"], f"{path}.cases[{index}].when")
             if rule is not None:
                 cases.append((rule, case["value"]))
-        return Dimension(
+        dimension = Dimension(
             name=name,
             field=table.get("field"),
             buckets=tuple(buckets) if buckets else None,
@@ -564,6 +564,19 @@ class SegmentCompiler:
             default=table.get("default"),
             max_values=table.get("max_values", self.max_dimension_values),
         )
+        if name in dimension.fields:
+            # Rules read a dimension by its name, so its column replaces the
+            # field's: the dimension would only ever see itself, empty.
+            self.problems.append(
+                Problem(
+                    path,
+                    f"The dimension {name!r} reads the field {name!r}, which its "
+                    "own value hides from rules and dimensions; rename the "
+                    f"dimension (for example {name + 'Name'!r}).",
+                )
+            )
+            return None
+        return dimension
 
     def _segments(self, dimensions: set[str]) -> list[SegmentDefinition]:
         segments = []

@@ -20,7 +20,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +32,7 @@ from pqlhub.connectors import (
     FailureKind,
     Outcome,
     OutcomeStatus,
+    RateLimit,
 )
 from pqlhub.errors import FatalSyncError, RetriableSyncError, SkippableSyncError
 from pqlhub.http import HttpClient, RateLimiter, RetryPolicy
@@ -161,23 +162,34 @@ def _settle_without_sending(
         ledger.forget(spec.name, [(c.segment, c.key) for c in plan.removes])
         result.forgotten = len(plan.removes)
         plan.removes = []
-    return not plan.changes
+    if plan.changes:
+        return False
+    # A first run with nothing to send starts the sync all the same: with
+    # skip-existing, whoever enters later is an enter to send, not a baseline.
+    ledger.mark_sync_started(spec.name, spec.destination)
+    return True
 
 
 def _build(
     block: DestinationBlock, recipe: Recipe, ledger: Ledger, options: Delivery
 ) -> Destination:
     connector = block.connector
-    limits = connector.limits
-    limiter = None
-    if limits.rate is not None:
-        limiter = RateLimiter(
-            limits.rate.requests, limits.rate.per_seconds, sleep=options.sleep
-        )
+    limiters: dict[RateLimit, RateLimiter] = {}
+
+    def limiter(rate: RateLimit | None) -> RateLimiter | None:
+        # One limiter per rate, shared by every client of the destination.
+        if rate is None:
+            return None
+        if rate not in limiters:
+            limiters[rate] = RateLimiter(
+                rate.requests, rate.per_seconds, sleep=options.sleep
+            )
+        return limiters[rate]
 
     def http(**arguments: Any) -> HttpClient:
+        rate = arguments.pop("rate", connector.limits.rate)
         arguments.setdefault("policy", options.policy)
-        arguments.setdefault("rate_limiter", limiter)
+        arguments.setdefault("rate_limiter", limiter(rate))
         arguments.setdefault("sleep", options.sleep)
         if options.transport is not None:
             arguments.setdefault("transport", options.transport)
@@ -231,33 +243,56 @@ def _deliver_sync(
     ledger.mark_sync_started(spec.name, spec.destination)
     stop = threading.Event()
     workers = max(1, destination.limits.concurrency)
+    waiting = _batches(spec, plan, destination)
+    running: dict[Future[list[Outcome] | None], _Work] = {}
     settled = 0
     with ThreadPoolExecutor(workers, thread_name_prefix=f"pqlhub-{spec.name}") as pool:
-        futures: dict[Future[list[Outcome] | None], _Work] = {
-            pool.submit(apply_batch, destination, work.batch, stop): work
-            for work in _batches(spec, plan, destination)
-        }
-        for future in as_completed(futures):
-            work = futures[future]
-            try:
-                outcomes = future.result()
-            except FatalSyncError as exc:
-                stop.set()
-                if result.stopped is None:
-                    result.stopped = _stopped_message(spec, exc)
-                    logger.error("%s", result.stopped)
-                continue
-            if outcomes is None:
-                continue
-            _record(spec, work, outcomes, ledger, run_id, result)
-            if any(o.kind is FailureKind.CONFIG for o in outcomes):
-                stop.set()
-                result.stopped = result.stopped or _stopped_message(
-                    spec, next(o for o in outcomes if o.kind is FailureKind.CONFIG)
-                )
-            settled += len(work.batch.changes)
-            if options.progress is not None:
-                options.progress(spec.name, settled, result.planned)
+        while True:
+            # A batch starts only while fewer than `workers` are sent and not yet
+            # recorded, so a crash loses the outcomes of at most that many.
+            while len(running) < workers and not stop.is_set():
+                work = next(waiting, None)
+                if work is None:
+                    break
+                running[pool.submit(apply_batch, destination, work.batch, stop)] = work
+            if not running:
+                return
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in finished:
+                work = running.pop(future)
+                if not _settle(spec, work, future, ledger, run_id, result, stop):
+                    continue
+                settled += len(work.batch.changes)
+                if options.progress is not None:
+                    options.progress(spec.name, settled, result.planned)
+
+
+def _settle(
+    spec: SyncSpec,
+    work: _Work,
+    future: Future[list[Outcome] | None],
+    ledger: Ledger,
+    run_id: int,
+    result: SyncResult,
+    stop: threading.Event,
+) -> bool:
+    """Record a finished batch's outcomes; return whether it had any."""
+    try:
+        outcomes = future.result()
+    except FatalSyncError as exc:
+        stop.set()
+        if result.stopped is None:
+            result.stopped = _stopped_message(spec, exc)
+            logger.error("%s", result.stopped)
+        return False
+    if outcomes is None:
+        return False
+    _record(spec, work, outcomes, ledger, run_id, result)
+    refused = next((o for o in outcomes if o.kind is FailureKind.CONFIG), None)
+    if refused is not None:
+        stop.set()
+        result.stopped = result.stopped or _stopped_message(spec, refused)
+    return True
 
 
 def _stopped_message(spec: SyncSpec, cause: FatalSyncError | Outcome) -> str:

@@ -15,6 +15,7 @@ import hashlib
 import hmac
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Final
 
@@ -127,6 +128,11 @@ class Webhook(Destination):
         self.url = _text(config["url"])
         self.secret = _text(config["secret"]) if "secret" in config else None
         self.batch_size = int(config.get("batch_size", 1))
+        # One sync batch is one request: `concurrency` requests then run at once,
+        # and a crash resends at most the requests in flight. Limits are declared
+        # per class, but this batch size is the recipe block's.
+        limits = replace(Webhook.limits, batch_size=self.batch_size)
+        self.limits = limits  # type: ignore[misc]
         headers = {
             name: _text(value) for name, value in config.get("headers", {}).items()
         }

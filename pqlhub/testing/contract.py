@@ -42,7 +42,7 @@ from pqlhub.connectors import (
     OutcomeStatus,
 )
 from pqlhub.errors import FatalSyncError
-from pqlhub.http import HttpClient, RetryPolicy
+from pqlhub.http import HttpClient, RateLimiter, RetryPolicy
 from pqlhub.plan import change_id
 from pqlhub.sync import apply_batch
 
@@ -135,6 +135,10 @@ class DestinationContract:
         """The destination under test, with a context like a run's."""
 
         def http(**arguments: Any) -> HttpClient:
+            rate = arguments.pop("rate", None)
+            if rate is not None:
+                limiter = RateLimiter(rate.requests, rate.per_seconds, sleep=sleep)
+                arguments.setdefault("rate_limiter", limiter)
             arguments.setdefault("policy", RetryPolicy(attempts=3, base_delay=0.01))
             arguments.setdefault("sleep", sleep)
             return HttpClient("contract", **arguments)

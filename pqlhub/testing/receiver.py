@@ -87,7 +87,10 @@ class WebhookReceiver:
 
         self._server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        # A short poll interval lets stop() return at once rather than in 0.5 s.
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, args=(0.05,), daemon=True
+        )
         self._thread.start()
         return self.url
 
@@ -130,6 +133,11 @@ class WebhookReceiver:
         """Answer 400 to any request carrying an event for these contacts."""
         with self._lock:
             self._state.rejected.update(contacts)
+
+    def accept(self, contacts: Iterable[str]) -> None:
+        """Take events for these contacts again, undoing `reject`."""
+        with self._lock:
+            self._state.rejected.difference_update(contacts)
 
     def expire(self) -> None:
         """Answer 401 from now on, as if the credentials were revoked."""
@@ -249,13 +257,17 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length)
         status, headers, answer = self.owner._answer(self.headers, body)
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(answer)))
-        for name, value in headers.items():
-            self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(answer)
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(answer)))
+            for name, value in headers.items():
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(answer)
+        except (BrokenPipeError, ConnectionResetError):
+            # The sender gave up (a timeout, a killed run): what a real hook sees.
+            self.close_connection = True
 
     def do_GET(self) -> None:
         state = {
