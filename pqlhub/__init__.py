@@ -21,6 +21,7 @@ from pqlhub.connectors import (
     Entity,
     FailureKind,
     Limits,
+    MemoryState,
     Outcome,
     OutcomeStatus,
     RateLimit,
@@ -31,6 +32,7 @@ from pqlhub.connectors import (
     Source,
     SourceCapabilities,
     SourceContext,
+    StateStore,
 )
 from pqlhub.engine import Evaluation, compile_recipe, evaluate
 from pqlhub.errors import (
@@ -76,6 +78,7 @@ __all__ = [
     "FatalSyncError",
     "HttpClient",
     "Limits",
+    "MemoryState",
     "Outcome",
     "OutcomeStatus",
     "PluginError",
@@ -101,6 +104,7 @@ __all__ = [
     "Source",
     "SourceCapabilities",
     "SourceContext",
+    "StateStore",
     "SyncError",
     "TransientHttpError",
     "UnknownPluginError",

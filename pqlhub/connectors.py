@@ -15,7 +15,14 @@ import enum
 import logging
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequence
+from collections.abc import (
+    Callable,
+    Iterable,
+    Iterator,
+    Mapping,
+    MutableMapping,
+    Sequence,
+)
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -36,6 +43,7 @@ __all__ = [
     "Entity",
     "FailureKind",
     "Limits",
+    "MemoryState",
     "Outcome",
     "OutcomeStatus",
     "RateLimit",
@@ -46,6 +54,7 @@ __all__ = [
     "Source",
     "SourceCapabilities",
     "SourceContext",
+    "StateStore",
 ]
 
 Entity = Literal["contact", "account", "event"]
@@ -462,6 +471,44 @@ class CheckResult:
     message: str
 
 
+class StateStore(MutableMapping[str, str]):
+    """A destination's small key-value store, kept across runs.
+
+    Besides the mapping interface it reads and writes many keys at once, for
+    caches of remote ids that a batch consults in one go.
+    """
+
+    @abstractmethod
+    def get_many(self, keys: Iterable[str]) -> dict[str, str]:
+        """Return the values of those `keys` that are set."""
+
+
+class MemoryState(StateStore):
+    """A `StateStore` in memory, for embedding and tests; runs use the ledger's."""
+
+    def __init__(self) -> None:
+        self._values: dict[str, str] = {}
+
+    def __getitem__(self, key: str) -> str:
+        return self._values[key]
+
+    def __setitem__(self, key: str, value: str) -> None:
+        self._values[key] = value
+
+    def __delitem__(self, key: str) -> None:
+        del self._values[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(self._values))
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def get_many(self, keys: Iterable[str]) -> dict[str, str]:
+        """Return the values of those `keys` that are set."""
+        return {key: self._values[key] for key in keys if key in self._values}
+
+
 @dataclass
 class DestinationContext:
     """What the core tells a destination about the recipe block it serves.
@@ -481,7 +528,7 @@ class DestinationContext:
     name: str
     base_dir: Path
     logger: logging.Logger
-    state: MutableMapping[str, str] = field(default_factory=dict)
+    state: StateStore = field(default_factory=MemoryState)
     clock: Callable[[], float] = time.time
     http_factory: Callable[..., HttpClient] | None = field(default=None, repr=False)
 

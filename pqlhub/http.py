@@ -28,7 +28,7 @@ import httpx
 import tenacity
 
 from pqlhub.errors import FatalSyncError, RetriableSyncError
-from pqlhub.redaction import redact, redact_url
+from pqlhub.redaction import RedactingFilter, redact, redact_url
 from pqlhub.version import __version__
 
 __all__ = [
@@ -40,6 +40,10 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+# httpx logs every request's full URL at INFO on its own logger; a secret in a
+# URL must not reach an embedder's log through it.
+logging.getLogger("httpx").addFilter(RedactingFilter())
 
 USER_AGENT: Final = f"pqlhub/{__version__} (+https://pqlhub.dev)"
 RETRY_STATUSES: Final = frozenset({429, 500, 502, 503, 504})

@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator, Mapping, MutableMapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -24,6 +24,7 @@ from typing import Any, Final
 
 import orjson
 
+from pqlhub.connectors import StateStore
 from pqlhub.errors import PqlhubError
 
 __all__ = ["Confirmed", "Failure", "Ledger", "LedgerError", "RunRecord"]
@@ -546,7 +547,7 @@ class Settled:
     max_attempts: int = 3
 
 
-class DestinationState(MutableMapping[str, str]):
+class DestinationState(StateStore):
     """A destination's key-value state, written through to the ledger.
 
     Reads of one key and writes are single statements; `update` and `get_many`

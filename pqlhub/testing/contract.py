@@ -88,7 +88,7 @@ def make_changes(
             key=key,
             segment=segment,
             kind=kind,  # type: ignore[arg-type]
-            fields={"email": key, "job_role": "Engineering"},
+            fields={"email": key, "firstname": "Ada"},
         )
         for key in contacts
     ]
