@@ -17,7 +17,7 @@ import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
@@ -29,7 +29,7 @@ from pqlhub.errors import PqlhubError
 
 __all__ = ["Confirmed", "Failure", "Ledger", "LedgerError", "RunRecord"]
 
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
 
 _MIGRATIONS: Final[dict[int, str]] = {
     1: """
@@ -93,6 +93,15 @@ _MIGRATIONS: Final[dict[int, str]] = {
         PRIMARY KEY (destination, key)
     ) WITHOUT ROWID;
     """,
+    2: """
+    CREATE TABLE sync_exits (
+        sync TEXT NOT NULL,
+        segment TEXT NOT NULL,
+        contact TEXT NOT NULL,
+        exits INTEGER NOT NULL,
+        PRIMARY KEY (sync, segment, contact)
+    ) WITHOUT ROWID;
+    """,
 }
 
 
@@ -107,10 +116,12 @@ class Confirmed:
     Attributes:
         fields_hash: The hash of the fields last sent.
         remote_id: The destination's id for the contact, when it gave one.
+        confirmed_at: When the destination last confirmed it.
     """
 
     fields_hash: str
     remote_id: str | None
+    confirmed_at: str = field(default="", compare=False)
 
 
 @dataclass(frozen=True)
@@ -306,19 +317,14 @@ class Ledger:
             )
             return {(segment, contact): entered for segment, contact, entered in rows}
 
-    def last_exits(
-        self, pairs: Iterable[tuple[str, str]]
-    ) -> dict[tuple[str, str], str]:
-        """Return when each `(segment, contact)` last left, where it did."""
-        wanted = set(pairs)
-        if not wanted:
-            return {}
+    def stint_counts(self) -> dict[tuple[str, str], int]:
+        """Return how many stints (current or past) each `(segment, contact)` had."""
         with self._lock:
             rows = self._db.execute(
-                "SELECT segment, contact, MAX(left_at) FROM membership"
-                " WHERE left_at IS NOT NULL GROUP BY segment, contact"
+                "SELECT segment, contact, COUNT(*) FROM membership"
+                " GROUP BY segment, contact"
             )
-            return {(s, c): left for s, c, left in rows if (s, c) in wanted}
+            return {(segment, contact): count for segment, contact, count in rows}
 
     def record_membership(
         self,
@@ -377,11 +383,20 @@ class Ledger:
         """Return `(segment, contact) -> Confirmed` for everything the sync holds."""
         with self._lock:
             rows = self._db.execute(
-                "SELECT segment, contact, fields_hash, remote_id FROM confirmed"
-                " WHERE sync = ?",
+                "SELECT segment, contact, fields_hash, remote_id, confirmed_at"
+                " FROM confirmed WHERE sync = ?",
                 (sync,),
             )
-            return {(s, c): Confirmed(h, r) for s, c, h, r in rows}
+            return {(s, c): Confirmed(h, r, at) for s, c, h, r, at in rows}
+
+    def exit_counts(self, sync: str) -> dict[tuple[str, str], int]:
+        """Return how many exits of each `(segment, contact)` the sync delivered."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT segment, contact, exits FROM sync_exits WHERE sync = ?",
+                (sync,),
+            )
+            return {(segment, contact): exits for segment, contact, exits in rows}
 
     def baseline(
         self, sync: str, destination: str, held: Iterable[tuple[str, str, str]]
@@ -426,6 +441,12 @@ class Ledger:
         key = (sync, item.segment, item.contact)
         if item.status in ("done", "skipped"):
             if item.change == "exit":
+                db.execute(
+                    "INSERT INTO sync_exits (sync, segment, contact, exits)"
+                    " VALUES (?, ?, ?, 1) ON CONFLICT (sync, segment, contact)"
+                    " DO UPDATE SET exits = exits + 1",
+                    key,
+                )
                 db.execute(
                     "DELETE FROM confirmed"
                     " WHERE sync = ? AND segment = ? AND contact = ?",

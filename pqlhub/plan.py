@@ -23,7 +23,7 @@ import orjson
 
 from pqlhub.connectors import Change
 from pqlhub.errors import Problem
-from pqlhub.ledger import Ledger, now_text
+from pqlhub.ledger import Ledger
 from pqlhub.profiles import Profile, ProfileTable
 from pqlhub.recipe import Recipe
 from pqlhub.segments import Segment
@@ -282,8 +282,10 @@ def make_plan(
         as_of: The evaluation time.
         force: Let a plan remove more than its sync's `max_remove` share.
     """
-    stints = ledger.open_stints()
-    plans = [_sync_plan(spec, segments, table, ledger, stints, force) for spec in specs]
+    history = _History(ledger.open_stints(), ledger.stint_counts())
+    plans = [
+        _sync_plan(spec, segments, table, ledger, history, force) for spec in specs
+    ]
     return Plan(as_of, plans, {spec.name: spec for spec in specs})
 
 
@@ -292,7 +294,7 @@ def _sync_plan(
     segments: Sequence[Segment],
     table: ProfileTable,
     ledger: Ledger,
-    stints: Mapping[tuple[str, str], str],
+    history: _History,
     force: bool,
 ) -> SyncPlan:
     plan = SyncPlan(spec.name, spec.destination)
@@ -314,17 +316,20 @@ def _sync_plan(
         ]
         return plan
 
-    now = now_text()
+    exits = ledger.exit_counts(spec.name)
     for pair in sorted(desired.keys() - confirmed.keys() - dead):
         segment, contact = pair
-        entered = stints.get(pair, now)
-        identity = change_id(spec.name, segment, contact, "enter", entered)
+        stint = history.entering(pair)
+        identity = _identity(spec, pair, "enter", stint, exits.get(pair, 0))
         plan.adds.append(Change(identity, contact, segment, "enter", desired[pair]))
     for pair in sorted(desired.keys() & confirmed.keys() - dead):
+        held = confirmed[pair]
         digest = fields_hash(desired[pair])
-        if digest != confirmed[pair].fields_hash:
+        if digest != held.fields_hash:
             segment, contact = pair
-            identity = change_id(spec.name, segment, contact, "update", digest)
+            identity = change_id(
+                spec.name, segment, contact, "update", held.confirmed_at, digest
+            )
             plan.updates.append(
                 Change(identity, contact, segment, "update", desired[pair])
             )
@@ -333,14 +338,42 @@ def _sync_plan(
         for pair in confirmed.keys() - desired.keys() - dead
         if pair[0] not in frozen
     )
-    exits = ledger.last_exits(leaving)
     for segment, contact in leaving:
-        left = exits.get((segment, contact), now)
-        identity = change_id(spec.name, segment, contact, "exit", left)
+        pair = (segment, contact)
+        stint = history.counts.get(pair, 0)
+        identity = _identity(spec, pair, "exit", stint, exits.get(pair, 0))
         plan.removes.append(Change(identity, contact, segment, "exit", {}))
 
     plan.blocked = None if force else _removal_guard(spec, plan)
     return plan
+
+
+@dataclass(frozen=True)
+class _History:
+    """Segment membership so far, from which changes get their stable ids."""
+
+    open: Mapping[tuple[str, str], str]
+    counts: Mapping[tuple[str, str], int]
+
+    def entering(self, pair: tuple[str, str]) -> int:
+        """Return the number of the stint a new member is starting (1 for a first)."""
+        count = self.counts.get(pair, 0)
+        # A run records the new stint before it plans; a dry run does not.
+        return count if pair in self.open else count + 1
+
+
+def _identity(
+    spec: SyncSpec, pair: tuple[str, str], kind: str, stint: int, exits: int
+) -> str:
+    """Return a change's id: the same for a resend, new for each real change.
+
+    An enter or exit is identified by the membership stint it belongs to and by
+    how many exits of the pair the sync has delivered, so a plan made before the
+    run and the run itself agree, a batch resent after a crash keeps its ids, and
+    a contact who leaves and comes back gets new ones.
+    """
+    segment, contact = pair
+    return change_id(spec.name, segment, contact, kind, str(stint), str(exits))
 
 
 def _matches(selector: str, segment: Segment) -> bool:

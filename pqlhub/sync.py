@@ -97,12 +97,14 @@ class Delivery:
 
     Attributes:
         sleep: The function that waits (between retries, for rate limits).
+        clock: The monotonic clock rate limiters measure windows with.
         progress: Called as changes settle, when set.
         policy: The HTTP retry policy destinations' clients use.
         transport: An httpx transport for every client, for tests.
     """
 
     sleep: Callable[[float], None] = time.sleep
+    clock: Callable[[], float] = time.monotonic
     progress: Progress | None = None
     policy: RetryPolicy = field(default_factory=RetryPolicy)
     transport: Any = None
@@ -182,7 +184,7 @@ def _build(
             return None
         if rate not in limiters:
             limiters[rate] = RateLimiter(
-                rate.requests, rate.per_seconds, sleep=options.sleep
+                rate.requests, rate.per_seconds, options.clock, options.sleep
             )
         return limiters[rate]
 

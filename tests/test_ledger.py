@@ -13,7 +13,14 @@ from typing import Any
 
 import pytest
 
-from pqlhub.ledger import SCHEMA_VERSION, Confirmed, Ledger, LedgerError, Settled
+from pqlhub.ledger import (
+    _MIGRATIONS,
+    SCHEMA_VERSION,
+    Confirmed,
+    Ledger,
+    LedgerError,
+    Settled,
+)
 
 AS_OF = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 
@@ -63,13 +70,31 @@ def test_ledger_is_created_owner_only_in_a_fresh_folder(tmp_path: Path) -> None:
     )
 
 
-def test_ledger_schema_version_is_1(ledger: Ledger) -> None:
+def test_ledger_schema_version_is_current(ledger: Ledger) -> None:
     with closing(sqlite3.connect(ledger.path)) as other:
         version = other.execute("PRAGMA user_version").fetchone()[0]
 
-    assert SCHEMA_VERSION == 1
-    assert version == 1
-    assert ledger.schema_version == 1
+    assert version == SCHEMA_VERSION == 2
+    assert ledger.schema_version == 2
+
+
+def test_ledger_of_version_1_is_migrated_forward(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.db"
+    with closing(sqlite3.connect(path)) as old:
+        for statement in _MIGRATIONS[1].split(";"):
+            if statement.strip():
+                old.execute(statement)
+        old.execute(
+            "INSERT INTO confirmed (sync, contact, segment, fields_hash, confirmed_at)"
+            " VALUES ('crm', 'ann', 'qualified', 'h1', '2026-06-01')"
+        )
+        old.execute("PRAGMA user_version = 1")
+        old.commit()
+
+    with Ledger.open(path) as ledger:
+        assert ledger.schema_version == 2
+        assert ledger.confirmed("crm") == {("qualified", "ann"): Confirmed("h1", None)}
+        assert ledger.exit_counts("crm") == {}
 
 
 def test_ledger_newer_than_pqlhub_is_refused(
@@ -87,7 +112,7 @@ def test_ledger_newer_than_pqlhub_is_refused(
 
     monkeypatch.setattr(sqlite3, "connect", recording_connect)
 
-    with pytest.raises(LedgerError, match=r"schema version 7, newer than .*'s 1\."):
+    with pytest.raises(LedgerError, match=r"schema version 7, newer than .*'s 2\."):
         Ledger.open(path)
 
     monkeypatch.undo()
@@ -112,7 +137,7 @@ def test_ledger_migration_is_idempotent(tmp_path: Path) -> None:
         first.set_cursor("product", {"after": 10})
 
     with Ledger.open(path) as second:
-        assert second.schema_version == 1
+        assert second.schema_version == 2
         assert second.cursor("product") == {"after": 10}
 
 
@@ -155,9 +180,7 @@ def test_ledger_membership_stints_open_and_close(ledger: Ledger) -> None:
     ledger.record_membership([], [("qualified", "bob")], "2026-06-02T00")
 
     assert ledger.open_stints() == {("qualified", "ann"): "2026-06-01T00"}
-    assert ledger.last_exits([("qualified", "bob"), ("qualified", "ann")]) == {
-        ("qualified", "bob"): "2026-06-02T00"
-    }
+    assert ledger.stint_counts() == {("qualified", "ann"): 1, ("qualified", "bob"): 1}
     assert ledger.history("bob") == [("qualified", "2026-06-01T00", "2026-06-02T00")]
 
 
@@ -169,9 +192,7 @@ def test_ledger_membership_reentry_opens_a_new_stint(ledger: Ledger) -> None:
     ledger.record_membership([("q", "qualified", "bob")], [], "2026-06-05T00")
 
     assert ledger.open_stints() == {("qualified", "bob"): "2026-06-05T00"}
-    assert ledger.last_exits([("qualified", "bob")]) == {
-        ("qualified", "bob"): "2026-06-04T00"
-    }
+    assert ledger.stint_counts() == {("qualified", "bob"): 3}
     assert ledger.history("bob") == [
         ("qualified", "2026-06-01T00", "2026-06-02T00"),
         ("qualified", "2026-06-03T00", "2026-06-04T00"),
@@ -179,8 +200,8 @@ def test_ledger_membership_reentry_opens_a_new_stint(ledger: Ledger) -> None:
     ]
 
 
-def test_ledger_last_exits_of_nothing_is_empty(ledger: Ledger) -> None:
-    assert ledger.last_exits([]) == {}
+def test_ledger_history_of_nobody_is_empty(ledger: Ledger) -> None:
+    assert ledger.stint_counts() == {}
     assert ledger.history("nobody") == []
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -10,7 +9,6 @@ from typing import Any
 
 import pytest
 
-from pqlhub import plan as plan_module
 from pqlhub.ledger import Ledger, Settled
 from pqlhub.plan import ActionCall, SyncPlan, SyncSpec, fields_hash, make_plan
 from pqlhub.profiles import Identity, ProfileTable, TableBuilder
@@ -437,39 +435,33 @@ def test_plan_update_ids_follow_the_fields(ledger: Ledger) -> None:
     )
 
 
-@pytest.fixture
-def ticking(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Make the plan's idea of now move on between plans, a second at a time."""
-    seconds = itertools.count()
-    monkeypatch.setattr(
-        plan_module, "now_text", lambda: f"2026-06-01T00:00:{next(seconds):02}"
-    )
-
-
-@pytest.mark.usefixtures("ticking")
-@pytest.mark.xfail(
-    strict=True,
-    reason="plan.py falls back to the current time for an add without an open "
-    "stint (a dry-run `pqlhub plan` records no membership), so the same pending "
-    "add gets a new id in every plan",
-)
 def test_plan_add_ids_are_stable_before_membership_is_recorded(
     ledger: Ledger,
 ) -> None:
     segments = [_segment("qualified", ["c00"])]
 
-    first = _plan(ledger, segments)
-    second = _plan(ledger, segments)
+    dry = _plan(ledger, segments)
+    _enter(ledger, "2026-06-01T00:00", "c00")
+    run = _plan(ledger, segments)
 
-    assert first.adds[0].id == second.adds[0].id
+    assert dry.adds[0].id == run.adds[0].id
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="plan.py keys an exit's id on the pair's last closed stint; a member "
-    "whose segment a sync stops selecting still has an open stint, so its exit "
-    "reuses the id of its earlier exit and a deduplicating receiver drops it",
-)
+def test_plan_update_ids_differ_when_fields_change_back_and_forth(
+    ledger: Ledger,
+) -> None:
+    _enter(ledger, "2026-06-01T00:00", "c00")
+    _deliver(ledger, _plan(ledger, [_segment("qualified", ["c00"])]))
+    ids = []
+    for plan_name in ("pro", "enterprise", "pro"):
+        contacts = [{**CONTACTS[0], "plan": plan_name}]
+        plan = _plan(ledger, [_segment("qualified", ["c00"])], table=_table(contacts))
+        ids.append(plan.updates[0].id)
+        _deliver(ledger, plan)
+
+    assert len(set(ids)) == 3
+
+
 def test_plan_exit_id_never_repeats_an_earlier_exit(ledger: Ledger) -> None:
     segments = [_segment("qualified", ["c00"]), _segment("trial", [])]
     _enter(ledger, "2026-06-01T00:00", "c00")
