@@ -585,6 +585,14 @@ class Destination(ABC):
             RetriableSyncError: When the whole batch failed transiently.
         """
 
+    def batch_size(self, action: str) -> int:
+        """Return the most changes one `apply` call of `action` may carry.
+
+        By default the action's own `batch_size`, else `limits.batch_size`.
+        Override it when the size depends on the block's config.
+        """
+        return self.actions[action].batch_size or self.limits.batch_size
+
     def check(self) -> list[CheckResult]:
         """Verify credentials and settings against the vendor, changing nothing."""
         return []

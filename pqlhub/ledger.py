@@ -101,6 +101,7 @@ _MIGRATIONS: Final[dict[int, str]] = {
         exits INTEGER NOT NULL,
         PRIMARY KEY (sync, segment, contact)
     ) WITHOUT ROWID;
+    ALTER TABLE confirmed ADD COLUMN version INTEGER NOT NULL DEFAULT 0;
     """,
 }
 
@@ -116,12 +117,12 @@ class Confirmed:
     Attributes:
         fields_hash: The hash of the fields last sent.
         remote_id: The destination's id for the contact, when it gave one.
-        confirmed_at: When the destination last confirmed it.
+        version: How many times the sync has sent it since it entered.
     """
 
     fields_hash: str
     remote_id: str | None
-    confirmed_at: str = field(default="", compare=False)
+    version: int = field(default=0, compare=False)
 
 
 @dataclass(frozen=True)
@@ -383,11 +384,11 @@ class Ledger:
         """Return `(segment, contact) -> Confirmed` for everything the sync holds."""
         with self._lock:
             rows = self._db.execute(
-                "SELECT segment, contact, fields_hash, remote_id, confirmed_at"
+                "SELECT segment, contact, fields_hash, remote_id, version"
                 " FROM confirmed WHERE sync = ?",
                 (sync,),
             )
-            return {(s, c): Confirmed(h, r, at) for s, c, h, r, at in rows}
+            return {(s, c): Confirmed(h, r, v) for s, c, h, r, v in rows}
 
     def exit_counts(self, sync: str) -> dict[tuple[str, str], int]:
         """Return how many exits of each `(segment, contact)` the sync delivered."""
@@ -454,9 +455,14 @@ class Ledger:
                 )
             else:
                 db.execute(
-                    "INSERT OR REPLACE INTO confirmed (sync, contact, segment,"
+                    "INSERT INTO confirmed (sync, contact, segment,"
                     " fields_hash, remote_id, confirmed_at, run_id)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    " VALUES (?, ?, ?, ?, ?, ?, ?)"
+                    " ON CONFLICT (sync, segment, contact) DO UPDATE SET"
+                    " fields_hash = excluded.fields_hash,"
+                    " remote_id = excluded.remote_id,"
+                    " confirmed_at = excluded.confirmed_at,"
+                    " run_id = excluded.run_id, version = version + 1",
                     (
                         sync,
                         item.contact,

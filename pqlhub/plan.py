@@ -328,7 +328,7 @@ def _sync_plan(
         if digest != held.fields_hash:
             segment, contact = pair
             identity = change_id(
-                spec.name, segment, contact, "update", held.confirmed_at, digest
+                spec.name, segment, contact, "update", str(held.version), digest
             )
             plan.updates.append(
                 Change(identity, contact, segment, "update", desired[pair])

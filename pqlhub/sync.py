@@ -224,8 +224,7 @@ def _batches(
     if spec.on_exit is not None:
         groups.append((spec.on_exit, plan.removes))
     for call, changes in groups:
-        declared = destination.actions[call.action]
-        size = max(1, declared.batch_size or destination.limits.batch_size)
+        size = max(1, destination.batch_size(call.action))
         for start in range(0, len(changes), size):
             chunk = changes[start : start + size]
             hashes = {c.id: fields_hash(c.fields) for c in chunk}

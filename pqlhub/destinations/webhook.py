@@ -15,7 +15,6 @@ import hashlib
 import hmac
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Final
 
@@ -127,12 +126,10 @@ class Webhook(Destination):
         super().__init__(config, context)
         self.url = _text(config["url"])
         self.secret = _text(config["secret"]) if "secret" in config else None
-        self.batch_size = int(config.get("batch_size", 1))
+        self.events_per_request = int(config.get("batch_size", 1))
         # One sync batch is one request: `concurrency` requests then run at once,
         # and a crash resends at most the requests in flight. Limits are declared
         # per class, but this batch size is the recipe block's.
-        limits = replace(Webhook.limits, batch_size=self.batch_size)
-        self.limits = limits  # type: ignore[misc]
         headers = {
             name: _text(value) for name, value in config.get("headers", {}).items()
         }
@@ -145,7 +142,7 @@ class Webhook(Destination):
     def apply(self, batch: Batch) -> Sequence[Outcome]:
         """Send the batch's events, in requests of `batch_size` events."""
         outcomes: list[Outcome] = []
-        size = self.batch_size
+        size = self.events_per_request
         for start in range(0, len(batch.changes), size):
             chunk = batch.changes[start : start + size]
             try:
@@ -196,6 +193,10 @@ class Webhook(Destination):
             headers[TIMESTAMP_HEADER] = timestamp
             headers[SIGNATURE_HEADER] = sign(self.secret, timestamp, body)
         return headers
+
+    def batch_size(self, action: str) -> int:
+        """One batch is one request: `batch_size` events."""
+        return self.events_per_request
 
     def check(self) -> list[CheckResult]:
         """Report the URL in use; a webhook cannot be checked without sending."""
