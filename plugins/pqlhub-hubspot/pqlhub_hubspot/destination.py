@@ -13,8 +13,15 @@ Actions:
   re-run, or a batch sent again after a crash, never makes a second one.
 
 Contacts are resolved to HubSpot record ids with batch reads and the ids are cached
-in the ledger. Requests stay under HubSpot's ten-second rolling limit; a 429 for
-that limit waits, a 429 for the daily limit stops the sync with a message.
+in the ledger, as is each contact's email: an exit carries no fields, so the
+email an enter was sent with is what finds the contact again. Requests stay under
+HubSpot's ten-second rolling limit; a 429 for that limit waits, a 429 for the
+daily limit stops the sync with a message, and so does a 401 or a 403 (naming the
+scope the token lacks).
+
+Batches run concurrently (`limits.concurrency`). Whatever two batches could race
+on is serialised here: the segments property's options, the creation of a list,
+and the read-then-write of one contact's segments.
 """
 
 from __future__ import annotations
@@ -22,7 +29,9 @@ from __future__ import annotations
 import hashlib
 import re
 import string
-from collections.abc import Iterable, Mapping, Sequence
+import threading
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, Final
 
@@ -41,6 +50,7 @@ from pqlhub import (
     Limits,
     Outcome,
     RateLimit,
+    RetriableSyncError,
     Secret,
     SkippableSyncError,
     TransientHttpError,
@@ -173,22 +183,48 @@ class HubSpotDestination(Destination):
             fatal_hint=(
                 f"the token of destination {context.name!r}: it must be a private "
                 "app token with the scopes crm.objects.contacts.read, "
-                "crm.objects.contacts.write, crm.lists.read, crm.lists.write and "
-                "crm.schemas.contacts.write"
+                "crm.objects.contacts.write, crm.schemas.contacts.read, "
+                "crm.schemas.contacts.write, crm.lists.read and crm.lists.write"
             ),
             rate=rate,
         )
         self.state = context.state
         self._options_known: set[str] = set()
+        self._options_lock = threading.Lock()
+        self._lists_lock = threading.Lock()
+        self._busy: set[str] = set()
+        self._free = threading.Condition()
 
     def close(self) -> None:
         """Close the HTTP client."""
         self.client.close()
 
     def _request(self, method: str, path: str, json: Any = None) -> httpx.Response:
-        response = self.client.request(method, path, json=json)
+        # A 403 is read here rather than by the client: HubSpot's answer names
+        # the scopes the token lacks, which is what the user has to fix.
+        response = self.client.request(method, path, json=json, fatal=(401,))
         self._observe(response)
+        if response.status_code == 403:
+            raise FatalSyncError(self._forbidden(method, path, response))
         return response
+
+    def _forbidden(self, method: str, path: str, response: httpx.Response) -> str:
+        try:
+            body = response.json()
+        except ValueError:
+            body = {}
+        body = body if isinstance(body, dict) else {}
+        scopes = _missing_scopes(body)
+        refused = f"HubSpot refused {method} {path} with HTTP 403"
+        if scopes:
+            return (
+                f"{refused}: the token of destination {self.context.name!r} lacks "
+                f"the scope {', '.join(scopes)}. Add it to the private app's scopes "
+                "in HubSpot (Settings > Integrations > Private Apps)."
+            )
+        return (
+            f"{refused} ({_message(body, response)}). Check {self.client.fatal_hint}."
+        )
 
     def _observe(self, response: httpx.Response) -> None:
         """Follow HubSpot's rate-limit headers: its limit, and an exhausted window."""
@@ -230,25 +266,58 @@ class HubSpotDestination(Destination):
             return change.key.strip().lower()
         return None
 
-    def _without_email(self, changes: Iterable[Change]) -> list[Outcome]:
-        reason = (
-            f"The contact has no email in field {self.email_field!r}, which HubSpot "
-            "needs to find it; map it in the sync's fields."
-        )
-        return [Outcome.failed(c, FailureKind.DATA, reason) for c in changes]
+    def _without_email(self, change: Change) -> Outcome:
+        if change.kind == "exit":
+            reason = (
+                "This destination never sent the contact's email to HubSpot, so "
+                "pqlhub cannot find the contact there; undo it in HubSpot by hand."
+            )
+        else:
+            reason = (
+                f"The contact has no email in field {self.email_field!r}, which "
+                "HubSpot needs to find it; map it in the sync's fields."
+            )
+        return Outcome.failed(change, FailureKind.DATA, reason)
 
     def _split(
         self, changes: Sequence[Change]
     ) -> tuple[dict[str, list[Change]], list[Outcome]]:
+        """Group changes by the contact's email, from its fields or, for exits,
+        from the email its enter was sent with."""
         by_email: dict[str, list[Change]] = {}
-        missing = []
+        seen: dict[str, str] = {}
+        unknown = []
         for change in changes:
             email = self._email(change)
             if email is None:
-                missing.append(change)
+                unknown.append(change)
+                continue
+            by_email.setdefault(email, []).append(change)
+            if change.key.strip().lower() != email:
+                seen[change.key] = email
+        self._learn_emails(seen)
+        known = self.state.get_many(f"email:{c.key}" for c in unknown)
+        outcomes = []
+        for change in unknown:
+            email = known.get(f"email:{change.key}")
+            if email is None:
+                outcomes.append(self._without_email(change))
             else:
                 by_email.setdefault(email, []).append(change)
-        return by_email, self._without_email(missing)
+        return by_email, outcomes
+
+    def _learn_emails(self, emails: Mapping[str, str]) -> None:
+        """Remember each contact key's email, writing only what is new."""
+        if not emails:
+            return
+        known = self.state.get_many(f"email:{key}" for key in emails)
+        new = {
+            f"email:{key}": email
+            for key, email in emails.items()
+            if known.get(f"email:{key}") != email
+        }
+        if new:
+            self.state.update(new)
 
     # -------------------------------------------------------- upsert_contact
 
@@ -339,29 +408,60 @@ class HubSpotDestination(Destination):
         by_email, outcomes = self._split(batch.changes)
         if not by_email:
             return outcomes
-        segments = {change.segment for change in batch.changes}
-        self._ensure_options(segments)
-        current = self._current_segments(list(by_email))
-        inputs = []
-        for email, changes in by_email.items():
-            values = set(current.get(email, set()))
-            for change in changes:
-                option = option_value(change.segment)
-                if change.kind == "exit":
-                    values.discard(option)
-                else:
-                    values.add(option)
-            properties = {
-                "email": email,
-                self.segments_property: ";".join(sorted(values)),
-            }
-            inputs.append(
-                {"id": email, "idProperty": "email", "properties": properties}
-            )
-        ids, errors = self._upsert(inputs)
-        outcomes += _settle(by_email, ids, errors)
+        self._ensure_options({c.segment for c in batch.changes if c.kind != "exit"})
+        # Read, change and write each contact's segments with no other batch
+        # doing the same to it in between, or one batch's segment would be lost.
+        with self._reserved(by_email):
+            current = self._current_segments(list(by_email))
+            inputs = []
+            for email, changes in by_email.items():
+                refused = [] if email in current else self._absent(changes)
+                if refused:
+                    outcomes += refused
+                    continue
+                values = _segments_after(current.get(email, set()), changes)
+                properties = {
+                    "email": email,
+                    self.segments_property: ";".join(sorted(values)),
+                }
+                inputs.append(
+                    {"id": email, "idProperty": "email", "properties": properties}
+                )
+            if not inputs:
+                return outcomes
+            ids, errors = self._upsert(inputs)
+        sent = {str(i["id"]): by_email[str(i["id"])] for i in inputs}
+        outcomes += _settle(sent, ids, errors)
         self._remember(ids)
         return outcomes
+
+    def _absent(self, changes: Sequence[Change]) -> list[Outcome]:
+        """Return outcomes for a contact missing from HubSpot, which set_segments
+        creates only when an enter needs it and create_contacts allows it."""
+        if any(c.kind != "exit" for c in changes) and not self.create_contacts:
+            reason = "The contact is not in HubSpot, and create_contacts is off."
+            return [Outcome.failed(c, FailureKind.DATA, reason) for c in changes]
+        if all(c.kind == "exit" for c in changes):
+            reason = "The contact is not in HubSpot; it holds no segments to remove."
+            return [Outcome.skipped(c, reason) for c in changes]
+        return []
+
+    @contextmanager
+    def _reserved(self, emails: Iterable[str]) -> Iterator[None]:
+        """Hold these contacts for one batch; others touching any of them wait.
+
+        All are taken at once or none, so two batches never wait on each other.
+        """
+        wanted = set(emails)
+        with self._free:
+            self._free.wait_for(lambda: not wanted & self._busy)
+            self._busy |= wanted
+        try:
+            yield
+        finally:
+            with self._free:
+                self._busy -= wanted
+                self._free.notify_all()
 
     def _current_segments(self, emails: Sequence[str]) -> dict[str, set[str]]:
         body = {
@@ -383,9 +483,17 @@ class HubSpotDestination(Destination):
         return current
 
     def _ensure_options(self, segments: set[str]) -> None:
+        """Make sure the segments property has an option for each segment."""
         wanted = {option_value(s): s for s in segments}
         if set(wanted) <= self._options_known:
             return
+        # One batch at a time: a PATCH replaces the options, so two at once
+        # would each drop the other's new ones.
+        with self._options_lock:
+            if not set(wanted) <= self._options_known:
+                self._add_options(wanted)
+
+    def _add_options(self, wanted: Mapping[str, str]) -> None:
         path = f"/crm/v3/properties/contacts/{self.segments_property}"
         response = self._request("GET", path)
         if response.status_code == 404:
@@ -422,8 +530,9 @@ class HubSpotDestination(Destination):
         }
         response = self._request("POST", "/crm/v3/properties/contacts", json=body)
         if response.status_code == 409:
+            # Made meanwhile by another run: add the options to it instead.
             self._options_known.clear()
-            self._ensure_options(set(wanted.values()))
+            self._add_options(wanted)
             return
         _json(response, "creating the segments property")
         self._options_known |= set(wanted)
@@ -442,64 +551,95 @@ class HubSpotDestination(Destination):
             return outcomes
         create = self.create_contacts and verb == "add"
         ids, errors = self._record_ids(list(by_email), create=create)
-        for segment in sorted({change.segment for change in batch.changes}):
+        missing: set[str] = set()
+        for segment in sorted({c.segment for cs in by_email.values() for c in cs}):
             members = [
                 e for e, cs in by_email.items() if any(c.segment == segment for c in cs)
             ]
             record_ids = [ids[e] for e in members if e in ids]
-            if not record_ids:
-                continue
-            list_id = self._list_id(segment, create=verb == "add")
-            if list_id is None:
-                continue
-            response = self._request(
-                "PUT", f"/crm/v3/lists/{list_id}/memberships/{verb}", json=record_ids
-            )
-            _json(response, f"changing the members of list {list_id}")
+            if record_ids:
+                missing |= self._change_members(segment, verb, record_ids)
+        stale = [email for email in by_email if email in ids and ids[email] in missing]
+        for email in stale:
+            # Deleted or merged in HubSpot since its id was cached: look it up
+            # by email again next time.
+            self.state.pop(f"contact:{email}", None)
+            del ids[email]
         for email, changes in by_email.items():
             for change in changes:
-                if email in ids:
-                    outcomes.append(Outcome.done(change, remote_id=ids[email]))
-                elif verb == "remove":
-                    outcomes.append(
-                        Outcome.skipped(change, "The contact is not in HubSpot.")
-                    )
-                else:
-                    reason = errors.get(email, "HubSpot did not return the contact.")
-                    outcomes.append(Outcome.failed(change, FailureKind.DATA, reason))
+                outcomes.append(_list_outcome(change, verb, ids, errors, email, stale))
         return outcomes
+
+    def _change_members(
+        self, segment: str, verb: str, record_ids: list[str]
+    ) -> set[str]:
+        """Add or remove records in the segment's list; return ids HubSpot lacks."""
+        create = verb == "add"
+        list_id = self._list_id(segment, create)
+        response = self._put_members(list_id, verb, record_ids)
+        if response is not None and response.status_code == 404:
+            # The cached list was deleted in HubSpot: find or make it again.
+            self.state.pop(f"list:{self.list_name(segment)}", None)
+            list_id = self._list_id(segment, create)
+            response = self._put_members(list_id, verb, record_ids)
+        if response is None:
+            return set()
+        if response.status_code == 404:
+            msg = f"HubSpot has no list {list_id} for segment {segment!r}."
+            raise RetriableSyncError(msg)
+        body = _json(response, f"changing the members of list {list_id}")
+        return {str(rid) for rid in body.get("recordIdsMissing", [])}
+
+    def _put_members(
+        self, list_id: str | None, verb: str, record_ids: list[str]
+    ) -> httpx.Response | None:
+        if list_id is None:
+            return None
+        path = f"/crm/v3/lists/{list_id}/memberships/{verb}"
+        return self._request("PUT", path, json=record_ids)
 
     def list_name(self, segment: str) -> str:
         """Return the name of the static list that holds a segment."""
         return f"{self.list_prefix}{segment}"
 
     def _list_id(self, segment: str, create: bool) -> str | None:
-        name = self.list_name(segment)
-        key = f"list:{name}"
+        key = f"list:{self.list_name(segment)}"
         cached = self.state.get(key)
         if cached is not None:
             return cached
+        # One batch at a time, or two could each find no list and make one.
+        with self._lists_lock:
+            cached = self.state.get(key)
+            if cached is not None:
+                return cached
+            list_id = self._find_list(self.list_name(segment), create)
+            if list_id is not None:
+                self.state[key] = list_id
+            return list_id
+
+    def _find_list(self, name: str, create: bool) -> str | None:
         response = self._request(
             "GET", f"/crm/v3/lists/object-type-id/{CONTACTS}/name/{_quote(name)}"
         )
         if response.status_code == 200:
-            list_id = str(_json(response, "finding a list")["list"]["listId"])
-        elif response.status_code == 404 and create:
-            body = {"name": name, "objectTypeId": CONTACTS, "processingType": "MANUAL"}
-            created = self._request("POST", "/crm/v3/lists", json=body)
-            list_id = str(_json(created, "creating a list")["list"]["listId"])
-        elif response.status_code == 404:
+            return str(_json(response, "finding a list")["list"]["listId"])
+        _json(response, "finding a list")
+        if not create:
             return None
-        else:
-            _json(response, "finding a list")
-            return None
-        self.state[key] = list_id
-        return list_id
+        body = {"name": name, "objectTypeId": CONTACTS, "processingType": "MANUAL"}
+        created = self._request("POST", "/crm/v3/lists", json=body)
+        return str(_json(created, "creating a list")["list"]["listId"])
 
     # ------------------------------------------------------------------ tasks
 
     def _create_tasks(self, batch: Batch) -> list[Outcome]:
-        by_email, outcomes = self._split(batch.changes)
+        # An update (the contact's fields changed, it is still in the segment)
+        # had its task made when it entered: it makes no second one.
+        reason = "The task was made when the contact entered the segment."
+        outcomes = [Outcome.skipped(c, reason) for c in batch.changes if _is_update(c)]
+        entered = [c for c in batch.changes if not _is_update(c)]
+        by_email, unknown = self._split(entered)
+        outcomes += unknown
         if not by_email:
             return outcomes
         ids, errors = self._record_ids(list(by_email), create=self.create_contacts)
@@ -658,6 +798,37 @@ def _reference_in(body: str) -> str | None:
     return found.group(0) if found else None
 
 
+def _segments_after(current: set[str], changes: Iterable[Change]) -> set[str]:
+    """Return the segment options a contact holds once the changes are made."""
+    values = set(current)
+    for change in changes:
+        if change.kind == "exit":
+            values.discard(option_value(change.segment))
+        else:
+            values.add(option_value(change.segment))
+    return values
+
+
+def _list_outcome(
+    change: Change,
+    verb: str,
+    ids: Mapping[str, str],
+    errors: Mapping[str, str],
+    email: str,
+    stale: Sequence[str],
+) -> Outcome:
+    if email in ids:
+        return Outcome.done(change, remote_id=ids[email])
+    if verb == "remove":
+        return Outcome.skipped(change, "The contact is not in HubSpot.")
+    if email in stale:
+        return Outcome.retry(
+            change, "HubSpot no longer has the contact by its cached record id."
+        )
+    reason = errors.get(email, "HubSpot did not return the contact.")
+    return Outcome.failed(change, FailureKind.DATA, reason)
+
+
 def _option(label: str, value: str, order: int) -> Json:
     return {"label": label, "value": value, "hidden": False, "displayOrder": order}
 
@@ -757,6 +928,23 @@ def _input_errors(body: Mapping[str, Any], keys: Sequence[str]) -> dict[str, str
             if key.lower() in named or key.lower() in message.lower():
                 errors[key] = message
     return errors
+
+
+def _is_update(change: Change) -> bool:
+    return change.kind == "update"
+
+
+def _missing_scopes(body: Mapping[str, Any]) -> list[str]:
+    """Return the scopes a 403 answer says the token lacks (none if it does not)."""
+    found: list[str] = []
+    context = body.get("context")
+    if isinstance(context, dict):
+        found += context.get("requiredScopes") or []
+    for error in body.get("errors") or []:
+        detail = error.get("context") if isinstance(error, dict) else None
+        if isinstance(detail, dict):
+            found += detail.get("requiredGranularScopes") or []
+    return list(dict.fromkeys(str(scope) for scope in found))
 
 
 def _first_error(body: Mapping[str, Any]) -> str | None:
