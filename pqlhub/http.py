@@ -105,6 +105,20 @@ class RateLimiter:
             self._sleep(pause)
             waited += pause
 
+    def use_up(self, remaining: int) -> None:
+        """Trust the vendor's count of requests left in its window, when lower.
+
+        Another client sharing the same allowance (a second pqlhub, the vendor's
+        own integrations) uses slots this limiter cannot see; marking them used
+        holds our next requests instead of walking into a 429.
+        """
+        with self._lock:
+            now = self._clock()
+            while self._sent and now - self._sent[0] >= self.per_seconds:
+                self._sent.popleft()
+            free = self.requests - len(self._sent)
+            self._sent.extend([now] * max(0, free - max(0, remaining)))
+
     def pause(self, seconds: float) -> None:
         """Hold every sender for `seconds` (the vendor said it is over its limit)."""
         with self._lock:

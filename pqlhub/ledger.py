@@ -12,6 +12,7 @@ Every write is a transaction, so a crash or kill leaves the last committed state
 
 from __future__ import annotations
 
+import hashlib
 import os
 import sqlite3
 import threading
@@ -102,6 +103,7 @@ _MIGRATIONS: Final[dict[int, str]] = {
         PRIMARY KEY (sync, segment, contact)
     ) WITHOUT ROWID;
     ALTER TABLE confirmed ADD COLUMN version INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE confirmed ADD COLUMN fields TEXT;
     """,
 }
 
@@ -173,6 +175,18 @@ class RunRecord:
     status: str
     counts: Mapping[str, Any]
     message: str | None
+
+
+def fields_hash(fields: Mapping[str, Any]) -> str:
+    """Return a stable hash of a change's fields."""
+    encoded = orjson.dumps(dict(fields), option=orjson.OPT_SORT_KEYS, default=str)
+    return hashlib.sha256(encoded).hexdigest()[:32]
+
+
+def _fields_json(fields: Mapping[str, Any] | None) -> str | None:
+    if fields is None:
+        return None
+    return orjson.dumps(dict(fields), option=orjson.OPT_SORT_KEYS, default=str).decode()
 
 
 def now_text() -> str:
@@ -400,16 +414,22 @@ class Ledger:
             return {(segment, contact): exits for segment, contact, exits in rows}
 
     def baseline(
-        self, sync: str, destination: str, held: Iterable[tuple[str, str, str]]
+        self,
+        sync: str,
+        destination: str,
+        held: Iterable[tuple[str, str, Mapping[str, Any]]],
     ) -> int:
-        """Record `(segment, contact, fields_hash)` as already held, sending nothing."""
+        """Record `(segment, contact, fields)` as already held, sending nothing."""
         at = now_text()
-        rows = [(sync, c, s, h, at) for s, c, h in held]
+        rows = [
+            (sync, contact, segment, fields_hash(fields), _fields_json(fields), at)
+            for segment, contact, fields in held
+        ]
         with self.transaction() as db:
             db.executemany(
                 "INSERT OR REPLACE INTO confirmed"
-                " (sync, contact, segment, fields_hash, confirmed_at)"
-                " VALUES (?, ?, ?, ?, ?)",
+                " (sync, contact, segment, fields_hash, fields, confirmed_at)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
                 rows,
             )
             db.execute(
@@ -418,6 +438,25 @@ class Ledger:
                 (sync, destination, at),
             )
         return len(rows)
+
+    def sent_fields(
+        self, sync: str, pairs: Iterable[tuple[str, str]]
+    ) -> dict[tuple[str, str], dict[str, Any]]:
+        """Return the fields last sent for each `(segment, contact)` given."""
+        wanted = set(pairs)
+        if not wanted:
+            return {}
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT segment, contact, fields FROM confirmed"
+                " WHERE sync = ? AND fields IS NOT NULL",
+                (sync,),
+            ).fetchall()
+        return {
+            (segment, contact): orjson.loads(fields)
+            for segment, contact, fields in rows
+            if (segment, contact) in wanted
+        }
 
     def forget(self, sync: str, pairs: Iterable[tuple[str, str]]) -> None:
         """Drop `(segment, contact)` pairs from what the sync holds, sending nothing."""
@@ -456,13 +495,14 @@ class Ledger:
             else:
                 db.execute(
                     "INSERT INTO confirmed (sync, contact, segment,"
-                    " fields_hash, remote_id, confirmed_at, run_id)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?)"
+                    " fields_hash, remote_id, confirmed_at, run_id, fields)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
                     " ON CONFLICT (sync, segment, contact) DO UPDATE SET"
                     " fields_hash = excluded.fields_hash,"
-                    " remote_id = excluded.remote_id,"
+                    " remote_id = COALESCE(excluded.remote_id, remote_id),"
                     " confirmed_at = excluded.confirmed_at,"
-                    " run_id = excluded.run_id, version = version + 1",
+                    " run_id = excluded.run_id, fields = excluded.fields,"
+                    " version = version + 1",
                     (
                         sync,
                         item.contact,
@@ -471,6 +511,7 @@ class Ledger:
                         item.remote_id,
                         at,
                         run_id,
+                        _fields_json(item.fields),
                     ),
                 )
             db.execute(
@@ -572,6 +613,7 @@ class Settled:
     kind: str | None = None
     reason: str | None = None
     max_attempts: int = 3
+    fields: Mapping[str, Any] | None = None
 
 
 class DestinationState(StateStore):

@@ -19,11 +19,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
 
-import orjson
-
 from pqlhub.connectors import Change
 from pqlhub.errors import Problem
-from pqlhub.ledger import Ledger
+from pqlhub.ledger import Ledger, fields_hash
 from pqlhub.profiles import Profile, ProfileTable
 from pqlhub.recipe import Recipe
 from pqlhub.segments import Segment
@@ -196,7 +194,7 @@ class SyncPlan:
     updates: list[Change] = field(default_factory=list)
     holding: int = 0
     held_back: list[str] = field(default_factory=list)
-    baseline: list[tuple[str, str, str]] = field(default_factory=list)
+    baseline: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
     dead_letters: int = 0
     blocked: str | None = None
     unmatched: list[str] = field(default_factory=list)
@@ -253,12 +251,6 @@ class Plan:
         }
 
 
-def fields_hash(fields: Mapping[str, Any]) -> str:
-    """Return a stable hash of a change's fields."""
-    encoded = orjson.dumps(dict(fields), option=orjson.OPT_SORT_KEYS, default=str)
-    return hashlib.sha256(encoded).hexdigest()[:32]
-
-
 def change_id(*parts: str) -> str:
     """Return a stable id for a change from what identifies it."""
     return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:32]
@@ -311,9 +303,7 @@ def _sync_plan(
     plan.dead_letters = len(dead & (set(desired) | set(confirmed)))
 
     if spec.initial == "skip-existing" and not ledger.sync_started(spec.name):
-        plan.baseline = [
-            (s, c, fields_hash(f)) for (s, c), f in sorted(desired.items())
-        ]
+        plan.baseline = [(s, c, f) for (s, c), f in sorted(desired.items())]
         return plan
 
     exits = ledger.exit_counts(spec.name)
@@ -338,11 +328,15 @@ def _sync_plan(
         for pair in confirmed.keys() - desired.keys() - dead
         if pair[0] not in frozen
     )
+    sent = ledger.sent_fields(spec.name, leaving)
     for segment, contact in leaving:
         pair = (segment, contact)
         stint = history.counts.get(pair, 0)
         identity = _identity(spec, pair, "exit", stint, exits.get(pair, 0))
-        plan.removes.append(Change(identity, contact, segment, "exit", {}))
+        # An exit carries the fields last sent, so a destination can find the
+        # contact by them (an email, a remote id) as it did on enter.
+        fields = sent.get(pair, {})
+        plan.removes.append(Change(identity, contact, segment, "exit", fields))
 
     plan.blocked = None if force else _removal_guard(spec, plan)
     return plan

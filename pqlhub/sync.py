@@ -397,6 +397,7 @@ def _record(
                 kind=outcome.kind.value if outcome.kind else None,
                 reason=outcome.reason,
                 max_attempts=spec.max_attempts,
+                fields=change.fields,
             )
         )
         _count(result, outcome)

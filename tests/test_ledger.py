@@ -20,6 +20,7 @@ from pqlhub.ledger import (
     Ledger,
     LedgerError,
     Settled,
+    fields_hash,
 )
 
 AS_OF = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
@@ -211,21 +212,25 @@ def test_ledger_history_of_nobody_is_empty(ledger: Ledger) -> None:
 def test_ledger_baseline_records_pairs_and_starts_the_sync(ledger: Ledger) -> None:
     assert not ledger.sync_started("crm-sync")
 
+    ann, bob = {"email": "ann@acme.test"}, {"email": "bob@acme.test"}
     count = ledger.baseline(
-        "crm-sync", "crm", [("qualified", "ann", "h1"), ("qualified", "bob", "h2")]
+        "crm-sync", "crm", [("qualified", "ann", ann), ("qualified", "bob", bob)]
     )
 
     assert count == 2
     assert ledger.sync_started("crm-sync")
     assert ledger.confirmed("crm-sync") == {
-        ("qualified", "ann"): Confirmed("h1", None),
-        ("qualified", "bob"): Confirmed("h2", None),
+        ("qualified", "ann"): Confirmed(fields_hash(ann), None),
+        ("qualified", "bob"): Confirmed(fields_hash(bob), None),
+    }
+    assert ledger.sent_fields("crm-sync", [("qualified", "bob")]) == {
+        ("qualified", "bob"): bob
     }
     assert ledger.confirmed("other-sync") == {}
 
 
 def test_ledger_forget_drops_pairs_of_one_sync(ledger: Ledger) -> None:
-    held = [("qualified", "ann", "h1"), ("qualified", "bob", "h2")]
+    held = [("qualified", "ann", {"n": 1}), ("qualified", "bob", {"n": 2})]
     ledger.baseline("crm-sync", "crm", held)
     ledger.baseline("ads-sync", "ads", held)
 
@@ -257,8 +262,9 @@ def test_ledger_done_enter_and_update_upsert_confirmed(ledger: Ledger) -> None:
         ],
     )
 
+    # The update said no remote id; the one the enter confirmed is kept.
     assert ledger.confirmed("crm-sync") == {
-        ("qualified", "ann"): Confirmed("h2", None),
+        ("qualified", "ann"): Confirmed("h2", "501"),
         ("qualified", "bob"): Confirmed("h1", None),
     }
 

@@ -640,7 +640,9 @@ def test_plan_out_writes_every_change_the_counts_announce(
     fields = {c["contact"]: c["fields"] for c in changes if c["kind"] != "exit"}
     assert fields["c0003"] == {"email": "c0003@example.com", "role": "Finance"}
     assert fields["c0030"] == {"email": "c0030@example.com", "role": "Sales"}
-    assert all(c["fields"] == {} for c in changes if c["kind"] == "exit")
+    # An exit carries the fields its contact was last sent with.
+    exits = {c["contact"]: c["fields"] for c in changes if c["kind"] == "exit"}
+    assert all(exits[c["id"]]["email"] == c["email"] for c in cancelled)
 
 
 # ---------------------------------------------------------- validating syncs

@@ -69,13 +69,23 @@ class ContractFake(Protocol):
 
 
 class RecordingSleep:
-    """A stand-in for `time.sleep` that records the waits instead of waiting."""
+    """A stand-in for `time.sleep` that records the waits instead of waiting.
+
+    Its `clock` advances by the waits recorded, so a rate limiter given both
+    sees time pass exactly as it asked, and never spins.
+    """
 
     def __init__(self) -> None:
         self.waits: list[float] = []
+        self._now = 0.0
 
     def __call__(self, seconds: float) -> None:
         self.waits.append(seconds)
+        self._now += max(0.0, seconds)
+
+    def clock(self) -> float:
+        """The time as the recorded waits have moved it, in seconds."""
+        return self._now
 
 
 def make_changes(
@@ -137,7 +147,9 @@ class DestinationContract:
         def http(**arguments: Any) -> HttpClient:
             rate = arguments.pop("rate", None)
             if rate is not None:
-                limiter = RateLimiter(rate.requests, rate.per_seconds, sleep=sleep)
+                limiter = RateLimiter(
+                    rate.requests, rate.per_seconds, sleep.clock, sleep
+                )
                 arguments.setdefault("rate_limiter", limiter)
             arguments.setdefault("policy", RetryPolicy(attempts=3, base_delay=0.01))
             arguments.setdefault("sleep", sleep)

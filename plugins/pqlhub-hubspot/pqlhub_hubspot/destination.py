@@ -13,8 +13,8 @@ Actions:
   re-run, or a batch sent again after a crash, never makes a second one.
 
 Contacts are resolved to HubSpot record ids with batch reads and the ids are cached
-in the ledger, as is each contact's email: an exit carries no fields, so the
-email an enter was sent with is what finds the contact again. Requests stay under
+in the ledger; an exit carries the fields last sent, so the email an enter was sent
+with is what finds the contact again. Requests stay under
 HubSpot's ten-second rolling limit; a 429 for that limit waits, a 429 for the
 daily limit stops the sync with a message, and so does a 401 or a 403 (naming the
 scope the token lacks).
@@ -240,10 +240,11 @@ class HubSpotDestination(Destination):
                 limiter.requests,
             )
             limiter.requests = int(ceiling)
-        if response.headers.get("X-HubSpot-RateLimit-Remaining") == "0":
-            # Someone else is using the same app's allowance: give the window a
-            # moment rather than walk into a 429.
-            limiter.pause(1.0)
+        remaining = response.headers.get("X-HubSpot-RateLimit-Remaining", "")
+        if remaining.isdigit():
+            # Other clients of the same app share the allowance: count what they
+            # used as used, rather than walk into a 429.
+            limiter.use_up(int(remaining))
 
     # ------------------------------------------------------------------ apply
 
@@ -267,57 +268,29 @@ class HubSpotDestination(Destination):
         return None
 
     def _without_email(self, change: Change) -> Outcome:
-        if change.kind == "exit":
-            reason = (
-                "This destination never sent the contact's email to HubSpot, so "
-                "pqlhub cannot find the contact there; undo it in HubSpot by hand."
-            )
-        else:
-            reason = (
-                f"The contact has no email in field {self.email_field!r}, which "
-                "HubSpot needs to find it; map it in the sync's fields."
-            )
+        reason = (
+            f"The contact has no email in field {self.email_field!r}, which "
+            "HubSpot needs to find it; map it in the sync's fields."
+        )
         return Outcome.failed(change, FailureKind.DATA, reason)
 
     def _split(
         self, changes: Sequence[Change]
     ) -> tuple[dict[str, list[Change]], list[Outcome]]:
-        """Group changes by the contact's email, from its fields or, for exits,
-        from the email its enter was sent with."""
+        """Group changes by the contact's email.
+
+        An exit carries the fields its enter was last sent with, so its email is
+        the one that found the contact in HubSpot.
+        """
         by_email: dict[str, list[Change]] = {}
-        seen: dict[str, str] = {}
-        unknown = []
+        outcomes = []
         for change in changes:
             email = self._email(change)
-            if email is None:
-                unknown.append(change)
-                continue
-            by_email.setdefault(email, []).append(change)
-            if change.key.strip().lower() != email:
-                seen[change.key] = email
-        self._learn_emails(seen)
-        known = self.state.get_many(f"email:{c.key}" for c in unknown)
-        outcomes = []
-        for change in unknown:
-            email = known.get(f"email:{change.key}")
             if email is None:
                 outcomes.append(self._without_email(change))
             else:
                 by_email.setdefault(email, []).append(change)
         return by_email, outcomes
-
-    def _learn_emails(self, emails: Mapping[str, str]) -> None:
-        """Remember each contact key's email, writing only what is new."""
-        if not emails:
-            return
-        known = self.state.get_many(f"email:{key}" for key in emails)
-        new = {
-            f"email:{key}": email
-            for key, email in emails.items()
-            if known.get(f"email:{key}") != email
-        }
-        if new:
-            self.state.update(new)
 
     # -------------------------------------------------------- upsert_contact
 
