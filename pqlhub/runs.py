@@ -12,12 +12,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
 
+from pqlhub.connectors import MemoryState
 from pqlhub.engine import Evaluation, evaluate
 from pqlhub.ledger import Ledger, now_text
 from pqlhub.plan import Plan, make_plan
 from pqlhub.recipe import Recipe
 from pqlhub.redaction import redact
-from pqlhub.sync import Delivery, SyncResult, deliver
+from pqlhub.sources import SourceReader
+from pqlhub.sync import Delivery, SyncResult, deliver, open_destination
 
 __all__ = ["RunReport", "plan_recipe", "run_recipe"]
 
@@ -152,21 +154,14 @@ def check_recipe(recipe: Recipe) -> list[dict[str, Any]]:
     Returns:
         One entry per check: `block`, `name`, `ok` and `message`.
     """
-    from pqlhub.connectors import DestinationContext
-    from pqlhub.sources import SourceReader
-
     results: list[dict[str, Any]] = []
-    for block in recipe.sources.values():
-        with SourceReader(recipe, block) as reader:
+    for source in recipe.sources.values():
+        with SourceReader(recipe, source) as reader:
             found = reader.source.check()
-        results += [_check(f"sources.{block.name}", r) for r in found]
+        results += [_check(f"sources.{source.name}", r) for r in found]
     for name, destination in recipe.destinations.items():
-        context = DestinationContext(
-            name=name,
-            base_dir=recipe.base_dir,
-            logger=logging.getLogger(f"pqlhub.plugins.{destination.plugin}.{name}"),
-        )
-        instance = destination.connector(destination.config, context)
+        # Checking reads only: a throwaway state, so nothing is written.
+        instance = open_destination(destination, recipe, MemoryState())
         try:
             found = instance.check()
         finally:

@@ -33,6 +33,7 @@ from pqlhub.connectors import (
     Outcome,
     OutcomeStatus,
     RateLimit,
+    StateStore,
 )
 from pqlhub.errors import FatalSyncError, RetriableSyncError, SkippableSyncError
 from pqlhub.http import HttpClient, RateLimiter, RetryPolicy
@@ -41,7 +42,7 @@ from pqlhub.plan import ActionCall, Plan, SyncPlan, SyncSpec, fields_hash
 from pqlhub.recipe import DestinationBlock, Recipe
 from pqlhub.redaction import redact
 
-__all__ = ["Delivery", "SyncResult", "apply_batch", "deliver"]
+__all__ = ["Delivery", "SyncResult", "apply_batch", "deliver", "open_destination"]
 
 logger = logging.getLogger(__name__)
 
@@ -135,7 +136,8 @@ def deliver(
             block = recipe.destinations[spec.destination]
             destination = destinations.get(block.name)
             if destination is None:
-                destination = _build(block, recipe, ledger, options)
+                state = ledger.state(block.name)
+                destination = open_destination(block, recipe, state, options)
                 destinations[block.name] = destination
             _deliver_sync(spec, sync_plan, destination, ledger, run_id, options, result)
     finally:
@@ -172,9 +174,22 @@ def _settle_without_sending(
     return True
 
 
-def _build(
-    block: DestinationBlock, recipe: Recipe, ledger: Ledger, options: Delivery
+def open_destination(
+    block: DestinationBlock,
+    recipe: Recipe,
+    state: StateStore,
+    options: Delivery | None = None,
 ) -> Destination:
+    """Build a destination the way a run does: its HTTP clients share the run's
+    retry policy and one rate limiter per declared rate.
+
+    Args:
+        block: The destination's recipe block.
+        recipe: The recipe, for its folder.
+        state: The destination's persistent state (the ledger's, in a run).
+        options: How the run delivers; defaults to real time.
+    """
+    options = options or Delivery()
     connector = block.connector
     limiters: dict[RateLimit, RateLimiter] = {}
 
@@ -201,7 +216,7 @@ def _build(
         name=block.name,
         base_dir=recipe.base_dir,
         logger=logging.getLogger(f"pqlhub.plugins.{block.plugin}.{block.name}"),
-        state=ledger.state(block.name),
+        state=state,
         http_factory=http,
     )
     return connector(block.config, context)
