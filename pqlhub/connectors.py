@@ -128,6 +128,9 @@ class SourceContext:
         on_error: What to do with a malformed record: `fail` or `skip`.
         rejects: Where skipped records go.
         logger: The logger the source should use.
+        fields: The record fields the recipe reads, the key included, when the
+            core knows them; a source may leave other fields out of its records
+            (and skip converting them). None when every field is wanted.
     """
 
     name: str
@@ -137,6 +140,7 @@ class SourceContext:
     on_error: Literal["fail", "skip"]
     rejects: RejectSink
     logger: logging.Logger
+    fields: frozenset[str] | None = None
     skipped: int = 0
 
     def bad_record(self, file: str, line: int | None, reason: str, raw: str) -> None:

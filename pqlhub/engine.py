@@ -160,12 +160,17 @@ def evaluate(
 
     builder = _builder(recipe, shape, identity)
     reads: list[ReadReport] = []
+    kept = {
+        "account": builder.account_fields,
+        "contact": builder.contact_fields,
+    }
     for entity, add in (
         ("account", builder.add_accounts),
         ("contact", builder.add_contacts),
     ):
         for block in recipe.sources_of(entity):  # type: ignore[arg-type]
-            with SourceReader(recipe, block) as reader:
+            fields = kept[entity] | {block.key or ""}
+            with SourceReader(recipe, block, fields) as reader:
                 add(reader.records_of(), block.key or "key")
                 reads.append(_logged(reader.report()))
     table = builder.finish()

@@ -21,9 +21,11 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Iterable, Iterator, Mapping
+import operator
+from array import array
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Literal
 
 from pqlhub.errors import Problem, RecipeInvalidError
@@ -431,9 +433,9 @@ class FoldReport:
 
     Attributes:
         events: Calls read.
-        folded: Track calls that counted towards at least one trait's row.
-        unknown_user: Calls whose user matched no contact.
-        after_as_of: Calls later than the run's time, ignored.
+        folded: Track calls of known contacts, offered to every trait.
+        unknown_user: Track calls whose user matched no contact.
+        after_as_of: Calls later than the run's time (or with no time), ignored.
     """
 
     events: int = 0
@@ -442,71 +444,251 @@ class FoldReport:
     after_as_of: int = 0
 
 
-class _Accumulator:
-    """Folds the events of one trait into one value per row."""
+Fold = Callable[[int, Mapping[str, Any], datetime], None]
+"""Folds one event of a known contact row at a moment into a partial."""
 
-    def __init__(self, spec: TraitSpec, rows: int, as_of: datetime) -> None:
-        self.spec = spec
-        self.cutoff = as_of - spec.within if spec.within else None
-        self.read = _reader(spec.of)
-        self.values: list[Any] = [None] * rows
-        self.sets: dict[int, set[Any]] = {}
 
-    def fold(self, row: int, event: Mapping[str, Any], moment: datetime) -> None:
-        cutoff = self.cutoff
+@dataclass
+class _Partial:
+    """Per-row values that one or more traits are computed from.
+
+    Traits that filter events the same way share a partial: `api_calls` (count
+    per account within 30 days) and a rule's "at least 3 calls within 30 days"
+    read the same per-contact counts. Account traits are folded per contact and
+    combined per account at the end, which keeps the account lookup off the
+    per-event path for all but value-collecting traits.
+    """
+
+    event: str | None
+    fold: Fold
+    values: Any
+
+
+def _make_count(rows: int, cutoff: datetime | None) -> _Partial:
+    values = array("q", bytes(8 * rows))
+
+    if cutoff is None:
+
+        def fold(row: int, event: Mapping[str, Any], moment: datetime) -> None:
+            values[row] += 1
+
+    else:
+
+        def fold(row: int, event: Mapping[str, Any], moment: datetime) -> None:
+            if moment >= cutoff:
+                values[row] += 1
+
+    return _Partial(None, fold, values)
+
+
+def _make_extreme(
+    rows: int, cutoff: datetime | None, latest: bool, read: Callable[..., Any] | None
+) -> _Partial:
+    values: list[Any] = [None] * rows
+
+    def fold(row: int, event: Mapping[str, Any], moment: datetime) -> None:
         if cutoff is not None and moment < cutoff:
             return
-        agg = self.spec.agg
-        values = self.values
-        if agg in ("count", "exists"):
-            values[row] = (values[row] or 0) + 1
-        elif agg in ("distinct", "count_distinct"):
-            value = self.read(event)
-            if value is not None and isinstance(value, str | int | float | bool):
-                self.sets.setdefault(row, set()).add(value)
-        elif agg in ("first", "last"):
-            value = self.read(event) if self.spec.of else moment
-            current = values[row]
-            if isinstance(value, datetime) and (
-                current is None
-                or (value < current if agg == "first" else value > current)
-            ):
-                values[row] = value
-        else:
-            self._fold_number(row, self.read(event))
+        value = moment if read is None else _as_datetime(read(event))
+        if value is None:
+            return
+        current = values[row]
+        if current is None or (value > current if latest else value < current):
+            values[row] = value
 
-    def _fold_number(self, row: int, value: Any) -> None:
+    return _Partial(None, fold, values)
+
+
+def _make_number(
+    rows: int, cutoff: datetime | None, agg: str, read: Callable[..., Any]
+) -> _Partial:
+    values: list[Any] = [None] * rows
+    picks: dict[str, Callable[[Any, Any], Any]] = {
+        "sum": operator.add,
+        "min": min,
+        "max": max,
+    }
+    pick = picks[agg]
+
+    def fold(row: int, event: Mapping[str, Any], moment: datetime) -> None:
+        if cutoff is not None and moment < cutoff:
+            return
+        value = read(event)
         if isinstance(value, bool) or not isinstance(value, int | float):
             return
         if isinstance(value, float) and not math.isfinite(value):
             return
-        current = self.values[row]
-        agg = self.spec.agg
-        if current is None:
-            self.values[row] = value
-        elif agg == "sum":
-            self.values[row] = current + value
-        elif agg == "min":
-            self.values[row] = min(current, value)
-        else:
-            self.values[row] = max(current, value)
+        current = values[row]
+        values[row] = value if current is None else pick(current, value)
 
-    def result(self) -> list[Any]:
-        agg = self.spec.agg
-        values = self.values
+    return _Partial(None, fold, values)
+
+
+def _make_set(
+    cutoff: datetime | None,
+    read: Callable[..., Any],
+    account_of: Sequence[int] | None,
+    no_account: int,
+) -> _Partial:
+    sets: dict[int, set[Any]] = {}
+
+    def fold(row: int, event: Mapping[str, Any], moment: datetime) -> None:
+        if cutoff is not None and moment < cutoff:
+            return
+        if account_of is not None:
+            row = account_of[row]
+            if row == no_account:
+                return
+        value = read(event)
+        if isinstance(value, str | int | float | bool):
+            sets.setdefault(row, set()).add(value)
+
+    return _Partial(None, fold, sets)
+
+
+def _as_datetime(value: Any) -> datetime | None:
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            return None
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    return None
+
+
+class _Plan:
+    """Turns trait specs into shared partials, and partials back into columns."""
+
+    def __init__(
+        self, table: ProfileTable, as_of: datetime, user_field: str | None
+    ) -> None:
+        self.table = table
+        self.as_of = as_of
+        self.user_field = user_field
+        self.partials: dict[tuple[Any, ...], _Partial] = {}
+        self.columns: list[tuple[TraitSpec, Callable[[], list[Any]]]] = []
+
+    def add(self, spec: TraitSpec) -> None:
+        """Plan one trait: the partial it needs and how its column is made."""
+        cutoff = self.as_of - spec.within if spec.within else None
+        of = None if spec.of in (None, "timestamp") else spec.of
+        agg = spec.agg
+        if agg in ("count", "exists") or (
+            spec.per == "account"
+            and agg in ("count_distinct", "distinct")
+            and of == "userId"
+        ):
+            partial = self._partial(
+                ("count", spec.event, cutoff),
+                lambda: _make_count(len(self.table), cutoff),
+                spec.event,
+            )
+        elif agg in ("first", "last"):
+            read = _reader(of) if of else None
+            partial = self._partial(
+                (agg, spec.event, cutoff, of),
+                lambda: _make_extreme(len(self.table), cutoff, agg == "last", read),
+                spec.event,
+            )
+        elif agg in ("sum", "min", "max"):
+            partial = self._partial(
+                (agg, spec.event, cutoff, of),
+                lambda: _make_number(len(self.table), cutoff, agg, _reader(of)),
+                spec.event,
+            )
+        else:
+            per_account = spec.per == "account"
+            account_of = self.table.account_of if per_account else None
+            partial = self._partial(
+                ("set", spec.event, cutoff, of, per_account),
+                lambda: _make_set(
+                    cutoff, _reader(of), account_of, self.table.no_account
+                ),
+                spec.event,
+            )
+        self.columns.append((spec, lambda: self._column(spec, partial)))
+
+    def _partial(
+        self, key: tuple[Any, ...], make: Callable[[], _Partial], event: str | None
+    ) -> _Partial:
+        if key not in self.partials:
+            partial = make()
+            partial.event = event
+            self.partials[key] = partial
+        return self.partials[key]
+
+    def dispatch(self) -> tuple[dict[str, list[Fold]], list[Fold]]:
+        """Return the folds by event name, and those that take every event."""
+        by_event: dict[str, list[Fold]] = {}
+        every: list[Fold] = []
+        for partial in self.partials.values():
+            if partial.event is None:
+                every.append(partial.fold)
+            else:
+                by_event.setdefault(partial.event, []).append(partial.fold)
+        return by_event, every
+
+    def _column(self, spec: TraitSpec, partial: _Partial) -> list[Any]:
+        values = partial.values
+        agg = spec.agg
+        if spec.per == "account" and not isinstance(values, dict):
+            users = self.table.columns.get(self.user_field or "") or self.table.keys
+            return _per_account(self.table, spec, values, users)
         if agg == "count":
-            return [value or 0 for value in values]
+            return list(values)
         if agg == "exists":
-            return [bool(value) for value in values]
+            return [count > 0 for count in values]
         if agg == "sum":
             return [0 if value is None else value for value in values]
         if agg in ("distinct", "count_distinct"):
-            counted = agg == "count_distinct"
-            out: list[Any] = [0 if counted else [] for _ in values]
-            for row, found in self.sets.items():
-                out[row] = len(found) if counted else sorted(found, key=str)
-            return out
-        return values
+            rows = self.table.no_account if spec.per == "account" else len(self.table)
+            return _from_sets(values, rows, agg == "count_distinct")
+        return list(values)
+
+
+def _from_sets(sets: Mapping[int, set[Any]], rows: int, counted: bool) -> list[Any]:
+    out: list[Any] = [0] * rows if counted else [[] for _ in range(rows)]
+    for row, found in sets.items():
+        out[row] = len(found) if counted else sorted(found, key=str)
+    return out
+
+
+def _per_account(
+    table: ProfileTable, spec: TraitSpec, values: Any, users: Sequence[Any]
+) -> list[Any]:
+    """Combine per-contact partials into one value per account."""
+    accounts = table.no_account
+    account_of = table.account_of
+    agg = spec.agg
+    if agg in ("count", "exists", "sum", "count_distinct"):
+        totals: list[Any] = [0] * (accounts + 1)
+        for row, value in enumerate(values):
+            if value:
+                totals[account_of[row]] += 1 if agg == "count_distinct" else value
+        totals.pop()
+        if agg == "exists":
+            return [total > 0 for total in totals]
+        return totals
+    if agg == "distinct":
+        found: list[list[str]] = [[] for _ in range(accounts + 1)]
+        for row, value in enumerate(values):
+            if value:
+                found[account_of[row]].append(str(users[row]))
+        found.pop()
+        return [sorted(names) for names in found]
+    best: list[Any] = [None] * (accounts + 1)
+    latest = agg in ("last", "max")
+    for row, value in enumerate(values):
+        if value is None:
+            continue
+        account = account_of[row]
+        current = best[account]
+        if current is None or (value > current if latest else value < current):
+            best[account] = value
+    best.pop()
+    return best
 
 
 def _reader(path: str | None) -> Callable[[Mapping[str, Any]], Any]:
@@ -528,13 +710,6 @@ def _reader(path: str | None) -> Callable[[Mapping[str, Any]], Any]:
     return read
 
 
-@dataclass
-class _Dispatch:
-    by_event: dict[str, list[_Accumulator]]
-    any_event: list[_Accumulator]
-    accumulators: list[_Accumulator]
-
-
 def fold_events(
     table: ProfileTable,
     events: Iterable[Mapping[str, Any]],
@@ -546,7 +721,8 @@ def fold_events(
 
     Args:
         table: The contacts and accounts; trait columns are added to it.
-        events: Segment-spec calls whose `timestamp` is an aware datetime.
+        events: Segment-spec calls whose `timestamp` is an aware datetime (a
+            naive one is taken as UTC).
         traits: The traits to compute; no other work is done per event.
         as_of: The run's time: later events are ignored, windows end here.
         user_field: The contact column events' `userId` refers to; None for the
@@ -555,61 +731,47 @@ def fold_events(
     Returns:
         Counts of what was folded and what was not.
     """
-    specs = list(traits)
-    contact = [s for s in specs if s.per == "contact"]
-    account = [s for s in specs if s.per == "account"]
-    contacts = _dispatch(contact, len(table), as_of)
-    accounts = _dispatch(account, table.no_account, as_of)
+    planned = _Plan(table, as_of, user_field)
+    for spec in traits:
+        planned.add(spec)
+    by_event, every = planned.dispatch()
     users = _user_index(table, user_field)
-    account_of = table.account_of
-    no_account = table.no_account
     updates = _FieldUpdates(table)
-    report = FoldReport()
+    seen = folded = unknown = late = 0
 
     for event in events:
-        report.events += 1
+        seen += 1
         moment = event.get("timestamp")
-        if not isinstance(moment, datetime) or moment > as_of:
-            report.after_as_of += 1
-            continue
+        try:
+            if moment > as_of:  # type: ignore[operator]
+                late += 1
+                continue
+        except TypeError:
+            moment = _as_datetime(moment)
+            if moment is None or moment > as_of:
+                late += 1
+                continue
         row = users.get(event.get("userId"))
-        kind = event.get("type")
-        if kind != "track":
-            updates.apply(kind, row, event)
+        if event.get("type") != "track":
+            updates.apply(event.get("type"), row, event)
             continue
         if row is None:
-            report.unknown_user += 1
+            unknown += 1
             continue
-        report.folded += 1
-        name = event.get("event")
-        for accumulator in contacts.by_event.get(name, ()):  # type: ignore[arg-type]
-            accumulator.fold(row, event, moment)
-        for accumulator in contacts.any_event:
-            accumulator.fold(row, event, moment)
-        account_row = account_of[row]
-        if account_row != no_account:
-            for accumulator in accounts.by_event.get(name, ()):  # type: ignore[arg-type]
-                accumulator.fold(account_row, event, moment)
-            for accumulator in accounts.any_event:
-                accumulator.fold(account_row, event, moment)
+        folds = by_event.get(event.get("event"))  # type: ignore[arg-type]
+        if folds is not None:
+            for fold in folds:
+                fold(row, event, moment)  # type: ignore[arg-type]
+        for fold in every:
+            fold(row, event, moment)  # type: ignore[arg-type]
+        folded += 1
 
-    for accumulator in contacts.accumulators:
-        table.add_column(accumulator.spec.field, accumulator.result())
-    for accumulator in accounts.accumulators:
-        table.add_account_column(accumulator.spec.name, accumulator.result())
-    return report
-
-
-def _dispatch(specs: list[TraitSpec], rows: int, as_of: datetime) -> _Dispatch:
-    accumulators = [_Accumulator(spec, rows, as_of) for spec in specs]
-    by_event: dict[str, list[_Accumulator]] = {}
-    any_event: list[_Accumulator] = []
-    for accumulator in accumulators:
-        if accumulator.spec.event is None:
-            any_event.append(accumulator)
+    for spec, column in planned.columns:
+        if spec.per == "account":
+            table.add_account_column(spec.name, column())
         else:
-            by_event.setdefault(accumulator.spec.event, []).append(accumulator)
-    return _Dispatch(by_event, any_event, accumulators)
+            table.add_column(spec.field, column())
+    return FoldReport(seen, folded, unknown, late)
 
 
 def _user_index(table: ProfileTable, user_field: str | None) -> dict[Any, int]:

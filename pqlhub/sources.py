@@ -89,11 +89,18 @@ class ReadReport:
 class SourceReader:
     """Reads one source block, counting what it yields.
 
+    `fields`, when given, tells the source which record fields the recipe reads.
+
     Use it as a context manager so the rejects file is closed even when reading
     stops with an error.
     """
 
-    def __init__(self, recipe: Recipe, block: SourceBlock) -> None:
+    def __init__(
+        self,
+        recipe: Recipe,
+        block: SourceBlock,
+        fields: frozenset[str] | None = None,
+    ) -> None:
         self.block = block
         self.rejects = FileRejects(
             recipe.rejects_dir / f"{block.name}.jsonl", block.name
@@ -106,6 +113,7 @@ class SourceReader:
             on_error=block.on_error,
             rejects=self.rejects,
             logger=logging.getLogger(f"pqlhub.plugins.{block.plugin}.{block.name}"),
+            fields=fields,
         )
         self.source: Source = block.connector(block.config, self.context)
         self.records = 0

@@ -470,6 +470,7 @@ class CsvSource(Source):
         positions = _positions(names, file, header.line)
 
         bound = []
+        wanted = self.context.fields
         for field in self._fields.values():
             if field.column not in positions:
                 reason = (
@@ -477,8 +478,13 @@ class CsvSource(Source):
                     f"the header has: {', '.join(names)}."
                 )
                 raise DataError(file, header.line, reason)
-            bound.append((positions[field.column], field))
+            # Fields the recipe never reads are not converted: that is most of
+            # a wide export's cost. Their columns must still exist.
+            if wanted is None or field.name in wanted:
+                bound.append((positions[field.column], field))
         passthrough = self._passthrough(names, file, header.line)
+        if wanted is not None:
+            passthrough = tuple((i, name) for i, name in passthrough if name in wanted)
         return _Layout(len(names), tuple(bound), passthrough)
 
     def _passthrough(

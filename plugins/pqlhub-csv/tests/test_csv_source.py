@@ -821,3 +821,38 @@ def test_read_streams_a_million_rows_in_bounded_memory(tmp_path: Path) -> None:
     # room for noise while still proving that no more than a few rows are kept.
     assert size_kib > 40 * 1024
     assert peak_kib - before_kib < 8 * 1024, (before_kib, peak_kib)
+
+
+# ------------------------------------------------------------ wanted fields
+
+
+def test_csv_source_reads_only_the_fields_the_recipe_uses(harness: Harness) -> None:
+    harness.write(
+        "users.csv",
+        "email,plan,signed_up_at,notes\n"
+        "ann@acme.test,pro,not a date,hello\n"
+        "bob@acme.test,free,2024-05-01,\n",
+    )
+    source = harness.source(
+        {"path": "users.csv", "fields": {"signed_up_at": "datetime"}}, key="email"
+    )
+    source.context.fields = frozenset({"email", "plan"})
+
+    records = list(source.read())
+
+    # The unused typed column is neither converted nor checked.
+    assert records == [
+        {"email": "ann@acme.test", "plan": "pro"},
+        {"email": "bob@acme.test", "plan": "free"},
+    ]
+
+
+def test_csv_source_still_needs_unused_mapped_columns(harness: Harness) -> None:
+    harness.write("users.csv", "email,plan\nann@acme.test,pro\n")
+    source = harness.source(
+        {"path": "users.csv", "fields": {"signed_up_at": "datetime"}}, key="email"
+    )
+    source.context.fields = frozenset({"email"})
+
+    with pytest.raises(DataError, match=r"Column 'signed_up_at' is not in the header"):
+        list(source.read())
