@@ -341,7 +341,7 @@ class TableBuilder:
     contact_fields: frozenset[str]
     account_fields: frozenset[str]
     table: ProfileTable = field(default_factory=ProfileTable)
-    _interned: dict[Any, Any] = field(default_factory=dict)
+    _interned: dict[str, dict[Any, Any]] = field(default_factory=dict)
     _account_link: list[str | None] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -363,28 +363,37 @@ class TableBuilder:
     def add_contacts(self, records: Iterable[Mapping[str, Any]], key: str) -> None:
         """Add (or update, by key) contacts."""
         table = self.table
-        columns = table.columns
+        index, keys, links = table.index, table.keys, self._account_link
+        columns = [
+            (name, column, self._cache(name)) for name, column in table.columns.items()
+        ]
         link_field = self.identity.account
+        from_email = self.identity.account_from_email
         email_field = self.identity.email
+        domains = self._cache("\0links")
         for record in records:
             contact_key = str(record[key])
-            row = table.index.get(contact_key)
+            row = index.get(contact_key)
             if row is None:
-                row = len(table.keys)
-                table.index[contact_key] = row
-                table.keys.append(contact_key)
-                for column in columns.values():
-                    column.append(None)
-                self._account_link.append(None)
-            for name, column in columns.items():
-                value = record.get(name)
-                if value is not None:
-                    column[row] = self._intern(value)
+                row = len(keys)
+                index[contact_key] = row
+                keys.append(contact_key)
+                for name, column, cache in columns:
+                    column.append(_interned(record.get(name), cache))
+                links.append(None)
+            else:
+                for name, column, cache in columns:
+                    value = record.get(name)
+                    if value is not None:
+                        column[row] = _interned(value, cache)
             link = record.get(link_field) if link_field else None
-            if not link and self.identity.account_from_email:
+            if not link and from_email:
                 link = self._company_domain(record.get(email_field))
             if link:
-                self._account_link[row] = str(link).lower()
+                links[row] = _interned(str(link).lower(), domains)
+
+    def _cache(self, column: str) -> dict[Any, Any]:
+        return self._interned.setdefault(column, {})
 
     def finish(self) -> ProfileTable:
         """Link contacts to accounts and return the table."""
@@ -418,10 +427,22 @@ class TableBuilder:
         return domain
 
     def _intern(self, value: Any) -> Any:
-        # Most profile values repeat (roles, plans, countries): keep one copy each.
-        if isinstance(value, str) and len(value) <= 32:
-            return self._interned.setdefault(value, value)
+        return _interned(value, self._cache("\0accounts"))
+
+
+_INTERN_LIMIT: Final = 50_000
+
+
+def _interned(value: Any, cache: dict[Any, Any]) -> Any:
+    """Return one shared copy of a repeating string value.
+
+    Most profile values repeat (roles, plans, countries, company domains), so a
+    column keeps one copy of each. A column whose values turn out to be mostly
+    unique (emails, names) stops being interned once its cache is full.
+    """
+    if value.__class__ is not str or len(cache) >= _INTERN_LIMIT:
         return value
+    return cache.setdefault(value, value)
 
 
 # -------------------------------------------------------------------------- events
@@ -752,8 +773,9 @@ def fold_events(
                 late += 1
                 continue
         row = users.get(event.get("userId"))
-        if event.get("type") != "track":
-            updates.apply(event.get("type"), row, event)
+        kind = event.get("type")
+        if kind != "track":
+            updates.apply(kind, row, event)
             continue
         if row is None:
             unknown += 1
@@ -786,6 +808,8 @@ class _FieldUpdates:
 
     def __init__(self, table: ProfileTable) -> None:
         self.table = table
+        self.contact_names = frozenset(table.columns)
+        self.account_names = frozenset(table.account_columns)
 
     def apply(self, kind: Any, row: int | None, event: Mapping[str, Any]) -> None:
         traits = event.get("traits")
@@ -793,16 +817,19 @@ class _FieldUpdates:
             return
         if kind == "identify" and row is not None:
             columns = self.table.columns
-            for name, value in traits.items():
-                column = columns.get(name)
-                if column is not None and value is not None:
-                    column[row] = value
-        elif kind == "group":
+            for name in self.contact_names.intersection(traits):
+                value = traits[name]
+                if value is not None:
+                    columns[name][row] = value
+        elif kind == "group" and self.account_names:
+            names = self.account_names.intersection(traits)
+            if not names:
+                return
             group = event.get("groupId")
             account_row = self.table.account_index.get(str(group).lower())
             if account_row is None:
                 return
-            for name, value in traits.items():
-                column = self.table.account_columns.get(name)
-                if column is not None and value is not None:
-                    column[account_row] = value
+            for name in names:
+                value = traits[name]
+                if value is not None:
+                    self.table.account_columns[name][account_row] = value

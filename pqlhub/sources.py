@@ -128,13 +128,14 @@ class SourceReader:
     def records_of(self, cursor: Any = None) -> Iterator[Record]:
         """Yield the block's records, remembering the last checkpoint seen."""
         count = 0
+        checkpoint = Checkpoint
         try:
             for item in self.source.read(cursor):
-                if isinstance(item, Checkpoint):
+                if item.__class__ is checkpoint:
                     self.checkpoint = item
                     continue
                 count += 1
-                yield item
+                yield item  # type: ignore[misc]
         finally:
             self.records += count
 
