@@ -481,25 +481,18 @@ class _Partial:
     """
 
     event: str | None
-    fold: Fold
+    fold: Fold | None
     values: Any
+    cutoff: datetime = field(default=datetime.min.replace(tzinfo=UTC))
 
 
 def _make_count(rows: int, cutoff: datetime | None) -> _Partial:
+    # Counts are the most common partial; the fold loop increments them inline
+    # rather than through a function call per event.
     values = array("q", bytes(8 * rows))
-
     if cutoff is None:
-
-        def fold(row: int, event: Mapping[str, Any], moment: datetime) -> None:
-            values[row] += 1
-
-    else:
-
-        def fold(row: int, event: Mapping[str, Any], moment: datetime) -> None:
-            if moment >= cutoff:
-                values[row] += 1
-
-    return _Partial(None, fold, values)
+        return _Partial(None, None, values)
+    return _Partial(None, None, values, cutoff)
 
 
 def _make_extreme(
@@ -579,6 +572,15 @@ def _as_datetime(value: Any) -> datetime | None:
     return None
 
 
+_Route = tuple[tuple[tuple["array[int]", datetime], ...], tuple[Fold, ...]]
+
+
+def _route(partials: Sequence[_Partial]) -> _Route:
+    counters = tuple((p.values, p.cutoff) for p in partials if p.fold is None)
+    folds = tuple(p.fold for p in partials if p.fold is not None)
+    return counters, folds
+
+
 class _Plan:
     """Turns trait specs into shared partials, and partials back into columns."""
 
@@ -640,16 +642,20 @@ class _Plan:
             self.partials[key] = partial
         return self.partials[key]
 
-    def dispatch(self) -> tuple[dict[str, list[Fold]], list[Fold]]:
-        """Return the folds by event name, and those that take every event."""
-        by_event: dict[str, list[Fold]] = {}
-        every: list[Fold] = []
-        for partial in self.partials.values():
-            if partial.event is None:
-                every.append(partial.fold)
-            else:
-                by_event.setdefault(partial.event, []).append(partial.fold)
-        return by_event, every
+    def routes(self) -> tuple[dict[str, _Route], _Route]:
+        """Return, per event name, the counters and folds an event feeds.
+
+        The second value is the route of events no trait names: the counters and
+        folds that take every event.
+        """
+        every = _route([p for p in self.partials.values() if p.event is None])
+        names = {p.event for p in self.partials.values() if p.event is not None}
+        routes = {}
+        for name in names:
+            own = [p for p in self.partials.values() if p.event == name]
+            mine = _route(own)
+            routes[name] = (mine[0] + every[0], mine[1] + every[1])
+        return routes, every
 
     def _column(self, spec: TraitSpec, partial: _Partial) -> list[Any]:
         values = partial.values
@@ -755,7 +761,7 @@ def fold_events(
     planned = _Plan(table, as_of, user_field)
     for spec in traits:
         planned.add(spec)
-    by_event, every = planned.dispatch()
+    routes, default = planned.routes()
     users = _user_index(table, user_field)
     updates = _FieldUpdates(table)
     seen = folded = unknown = late = 0
@@ -780,11 +786,11 @@ def fold_events(
         if row is None:
             unknown += 1
             continue
-        folds = by_event.get(event.get("event"))  # type: ignore[arg-type]
-        if folds is not None:
-            for fold in folds:
-                fold(row, event, moment)  # type: ignore[arg-type]
-        for fold in every:
+        counters, folds = routes.get(event.get("event"), default)  # type: ignore[arg-type]
+        for values, cutoff in counters:
+            if moment >= cutoff:  # type: ignore[operator]
+                values[row] += 1
+        for fold in folds:
             fold(row, event, moment)  # type: ignore[arg-type]
         folded += 1
 
