@@ -13,7 +13,7 @@ import copy
 import os
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -258,6 +258,35 @@ def _sound(
     }
 
 
+def _connector_config(
+    section: str,
+    name: str,
+    block: Mapping[str, Any],
+    lookup: Callable[[str], Any],
+    resolver: _SecretResolver,
+    problems: list[Problem],
+) -> tuple[Any, dict[str, Any]] | None:
+    """Find a block's connector and check the block's own keys against it.
+
+    Returns:
+        The connector class and the block's config (the plugin's keys, secrets
+        resolved), or None when a problem was recorded instead.
+    """
+    path = (section, name)
+    try:
+        connector = lookup(block["plugin"])
+    except UnknownPluginError as exc:
+        problems.append(Problem(format_path((*path, "plugin")), str(exc)))
+        return None
+    core = _SOURCE_CORE_KEYS if section == "sources" else _DESTINATION_CORE_KEYS
+    config = {k: v for k, v in block.items() if k not in core}
+    faults = validate(config, connector.config_schema, path)
+    problems.extend(faults)
+    if faults:
+        return None
+    return connector, resolver.resolve_tree(config, path)
+
+
 def _source_blocks(
     blocks: Mapping[str, Mapping[str, Any]],
     plugins: Plugins,
@@ -268,26 +297,21 @@ def _source_blocks(
     for name, block in blocks.items():
         if not block.get("enabled", True):
             continue
-        path = ("sources", name)
-        try:
-            connector = plugins.source(block["plugin"])
-        except UnknownPluginError as exc:
-            problems.append(Problem(format_path((*path, "plugin")), str(exc)))
+        checked = _connector_config(
+            "sources", name, block, plugins.source, resolver, problems
+        )
+        if checked is None:
             continue
+        connector, config = checked
         if block["entity"] not in connector.capabilities.entities:
             entities = ", ".join(sorted(connector.capabilities.entities))
             problems.append(
                 Problem(
-                    format_path((*path, "entity")),
+                    format_path(("sources", name, "entity")),
                     f"The {block['plugin']!r} source reads {entities}, "
                     f"not {block['entity']!r}.",
                 )
             )
-            continue
-        config = {k: v for k, v in block.items() if k not in _SOURCE_CORE_KEYS}
-        faults = validate(config, connector.config_schema, path)
-        problems.extend(faults)
-        if faults:
             continue
         found[name] = SourceBlock(
             name=name,
@@ -295,7 +319,7 @@ def _source_blocks(
             entity=block["entity"],
             key=block.get("key"),
             on_error=block.get("on_error", "fail"),
-            config=resolver.resolve_tree(config, path),
+            config=config,
             connector=connector,
         )
     return found
@@ -311,23 +335,12 @@ def _destination_blocks(
     for name, block in blocks.items():
         if not block.get("enabled", True):
             continue
-        path = ("destinations", name)
-        try:
-            connector = plugins.destination(block["plugin"])
-        except UnknownPluginError as exc:
-            problems.append(Problem(format_path((*path, "plugin")), str(exc)))
-            continue
-        config = {k: v for k, v in block.items() if k not in _DESTINATION_CORE_KEYS}
-        faults = validate(config, connector.config_schema, path)
-        problems.extend(faults)
-        if faults:
-            continue
-        found[name] = DestinationBlock(
-            name=name,
-            plugin=block["plugin"],
-            config=resolver.resolve_tree(config, path),
-            connector=connector,
+        checked = _connector_config(
+            "destinations", name, block, plugins.destination, resolver, problems
         )
+        if checked is not None:
+            connector, config = checked
+            found[name] = DestinationBlock(name, block["plugin"], config, connector)
     return found
 
 

@@ -23,23 +23,18 @@ import orjson
 from pqlhub.connectors import (
     Action,
     Batch,
-    Change,
     CheckResult,
     Destination,
     DestinationContext,
     Limits,
     Outcome,
 )
+from pqlhub.destinations.events import change_event
 from pqlhub.errors import FatalSyncError
 
 __all__ = ["FileExport"]
 
 _KEY_COLUMNS: Final = ("sync", "segment", "contact")
-_EVENT_TYPES: Final = {
-    "enter": "segment.entered",
-    "exit": "segment.exited",
-    "update": "segment.updated",
-}
 
 Row = tuple[str, str, str]
 
@@ -69,13 +64,22 @@ class FileExport(Destination):
         },
         "required": ["path"],
         "additionalProperties": False,
+        "if": {"properties": {"mode": {"const": "log"}}, "required": ["mode"]},
+        "then": {
+            "properties": {
+                "path": {
+                    "pattern": "\\.(jsonl|ndjson)$",
+                    "description": "A log is JSON lines: a .jsonl or .ndjson file.",
+                },
+                "format": {"const": "jsonl"},
+            }
+        },
     }
     actions: ClassVar[Mapping[str, Action]] = {
         "add": Action(
             "add", "Add the contact's row for the segment.", frozenset({"enter"})
         ),
         "remove": Action("remove", "Remove the contact's row.", frozenset({"exit"})),
-        "append": Action("append", "Append the change as a JSON line (log mode)."),
     }
     limits: ClassVar[Limits] = Limits(batch_size=5000, concurrency=1)
 
@@ -91,7 +95,7 @@ class FileExport(Destination):
 
     def apply(self, batch: Batch) -> Sequence[Outcome]:
         """Apply the batch to the file and confirm every change."""
-        if self.mode == "log" or batch.action == "append":
+        if self.mode == "log":
             self._append(batch)
         else:
             rows = self._load()
@@ -158,7 +162,10 @@ class FileExport(Destination):
     def _append(self, batch: Batch) -> None:
         stamp = datetime.now(UTC).isoformat(timespec="milliseconds")
         lines = b"".join(
-            orjson.dumps(_event(batch.sync, change, stamp), default=str) + b"\n"
+            orjson.dumps(
+                change_event(batch.sync, change, written_at=stamp), default=str
+            )
+            + b"\n"
             for change in batch.changes
         )
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -166,18 +173,6 @@ class FileExport(Destination):
             handle.write(lines)
             handle.flush()
             os.fsync(handle.fileno())
-
-
-def _event(sync: str, change: Change, stamp: str) -> dict[str, Any]:
-    return {
-        "id": change.id,
-        "type": _EVENT_TYPES[change.kind],
-        "sync": sync,
-        "segment": change.segment,
-        "contact": change.key,
-        "fields": dict(change.fields),
-        "written_at": stamp,
-    }
 
 
 def _csv(rows: Sequence[tuple[Row, Mapping[str, Any]]]) -> str:

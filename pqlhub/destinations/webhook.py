@@ -32,6 +32,7 @@ from pqlhub.connectors import (
     Limits,
     Outcome,
 )
+from pqlhub.destinations.events import change_event
 from pqlhub.errors import FatalSyncError, RetriableSyncError, SkippableSyncError
 from pqlhub.redaction import Secret, redact
 
@@ -45,11 +46,6 @@ __all__ = [
 
 SIGNATURE_HEADER: Final = "X-Pqlhub-Signature"
 TIMESTAMP_HEADER: Final = "X-Pqlhub-Timestamp"
-EVENT_TYPES: Final = {
-    "enter": "segment.entered",
-    "exit": "segment.exited",
-    "update": "segment.updated",
-}
 _SECRET: Final = {"$ref": "https://pqlhub.dev/schemas/defs.schema.json#/$defs/secret"}
 
 
@@ -157,7 +153,7 @@ class Webhook(Destination):
         self, sync: str, changes: Sequence[Change], single: bool
     ) -> list[Outcome]:
         stamp = datetime.now(UTC).isoformat(timespec="milliseconds")
-        events = [_event(sync, change, stamp) for change in changes]
+        events = [change_event(sync, change, sent_at=stamp) for change in changes]
         body = orjson.dumps(events[0] if single else {"events": events}, default=str)
         response = self.client.request(
             "POST",
@@ -216,18 +212,6 @@ class Webhook(Destination):
 
 def _text(value: Any) -> str:
     return value.reveal() if isinstance(value, Secret) else str(value)
-
-
-def _event(sync: str, change: Change, stamp: str) -> dict[str, Any]:
-    return {
-        "id": change.id,
-        "type": EVENT_TYPES[change.kind],
-        "sync": sync,
-        "segment": change.segment,
-        "contact": change.key,
-        "fields": dict(change.fields),
-        "sent_at": stamp,
-    }
 
 
 def _reason(response: httpx.Response) -> str:
