@@ -10,7 +10,6 @@ the recipe enforces the minimum.
 
 from __future__ import annotations
 
-import hashlib
 import string
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -690,10 +689,25 @@ class _CompileContext(RuleContext):
         return self.compiler.resolve(field)
 
     def require_trait(self, definition: Mapping[str, Any]) -> str:
-        digest = hashlib.sha1(
-            orjson.dumps(dict(definition), option=orjson.OPT_SORT_KEYS)
-        ).hexdigest()[:10]
-        name = f"_rule_{digest}"
-        spec = trait_from_definition(name, definition)
+        spec = trait_from_definition(_trait_name(definition), definition)
+        name = spec.name
         self.compiler.traits.setdefault(name, spec)
         return spec.field
+
+
+def _trait_name(definition: Mapping[str, Any]) -> str:
+    """Name a trait a rule asked for after what it computes.
+
+    For example `api_call count within 7d`, or `... per account` for an account's.
+
+    The name has spaces, which a recipe's own trait names cannot, so the two
+    never collide, and `explain` shows what the value is.
+    """
+    parts = [str(definition.get("event") or "any event"), str(definition["agg"])]
+    if definition.get("of"):
+        parts.append(f"of {definition['of']}")
+    if definition.get("within"):
+        parts.append(f"within {definition['within']}")
+    if definition.get("per") == "account":
+        parts.append("per account")
+    return " ".join(parts)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import inspect
 import json
 import re
+import subprocess
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from types import SimpleNamespace
@@ -226,3 +228,15 @@ def test_every_hook_has_a_test(hook: str) -> None:
     tests = Path(__file__).read_text()
 
     assert f"def test_hook_{hook}(" in tests
+
+
+def test_import_pqlhub_loads_no_plugin() -> None:
+    code = (
+        "import sys, pqlhub; "
+        "print(sorted(m for m in sys.modules if m.startswith(('pqlhub_', 'openapi'))))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+
+    assert done.stdout.strip() == "[]"
