@@ -273,7 +273,7 @@ def as_of_option(function: F) -> F:
 
 
 def _evaluate(recipe_path: str, as_of: datetime | None) -> Evaluation:
-    return evaluate(_load(recipe_path), as_of=_moment(as_of))
+    return evaluate(_load(recipe_path), as_of=_moment(as_of), progress=_reading())
 
 
 @cli.command()
@@ -348,7 +348,9 @@ def plan(
     and to update (their fields changed), against what the ledger says each
     destination holds. --out writes every change as JSON.
     """
-    report = plan_recipe(_load(recipe_path), as_of=_moment(as_of), force=force)
+    report = plan_recipe(
+        _load(recipe_path), as_of=_moment(as_of), force=force, progress=_reading()
+    )
     if out is not None:
         full = orjson.dumps(report.plan.as_dict(full=True), option=orjson.OPT_INDENT_2)
         Path(out).write_bytes(full + b"\n")
@@ -382,10 +384,12 @@ def run(
     recipe = _load(recipe_path)
     moment = _moment(as_of)
     if dry_run:
-        report = plan_recipe(recipe, as_of=moment, force=force)
+        report = plan_recipe(recipe, as_of=moment, force=force, progress=_reading())
     else:
         delivery = Delivery(progress=_progress() if sys.stderr.isatty() else None)
-        report = run_recipe(recipe, as_of=moment, force=force, delivery=delivery)
+        report = run_recipe(
+            recipe, as_of=moment, force=force, delivery=delivery, progress=_reading()
+        )
     if output_format == "json":
         result = segments_json(report.evaluation, members=False)
         result["sources"] = [read.as_dict() for read in report.evaluation.reads]
@@ -401,6 +405,21 @@ def run(
         click.echo(plan_text(report.plan) if dry_run else results_text(report))
     if report.exit_code:
         click.get_current_context().exit(report.exit_code)
+
+
+def _reading() -> Callable[[str, int, bool], None] | None:
+    """Show reading progress on a terminal; stay quiet when stderr is not one."""
+    if not sys.stderr.isatty():
+        return None
+    started: dict[str, float] = {}
+
+    def show(source: str, records: int, finished: bool) -> None:
+        begun = started.setdefault(source, time.monotonic())
+        rate = records / max(time.monotonic() - begun, 1e-6)
+        line = f"\rReading {source}: {records:,} records ({rate:,.0f}/s)"
+        click.echo(line, err=True, nl=finished)
+
+    return show
 
 
 def _progress() -> Callable[[str, int, int], None]:

@@ -39,7 +39,7 @@ from pqlhub.segments import (
     explain_profile,
     sort_into_segments,
 )
-from pqlhub.sources import ReadReport, SourceReader
+from pqlhub.sources import ReadProgress, ReadReport, SourceReader
 
 __all__ = ["Evaluation", "compile_recipe", "evaluate"]
 
@@ -140,7 +140,10 @@ def _compiler(
 
 
 def evaluate(
-    recipe: Recipe, as_of: datetime | None = None, clock: Clock | None = None
+    recipe: Recipe,
+    as_of: datetime | None = None,
+    clock: Clock | None = None,
+    progress: ReadProgress | None = None,
 ) -> Evaluation:
     """Read the recipe's sources, build profiles and sort them into segments.
 
@@ -149,6 +152,7 @@ def evaluate(
         as_of: The time to evaluate for; windows such as `within = "30d"` end
             here. Defaults to the recipe's `as_of`, then to `clock()`.
         clock: Where the current time comes from (UTC now by default).
+        progress: Called as sources are read (see `pqlhub.sources.ReadProgress`).
 
     Raises:
         RecipeInvalidError: When the recipe does not compile, or a dimension is
@@ -156,7 +160,7 @@ def evaluate(
         DataError: When a source meets a malformed record and its policy is fail.
     """
     with _collector_paused():
-        return _evaluate(recipe, as_of, clock)
+        return _evaluate(recipe, as_of, clock, progress)
 
 
 @contextmanager
@@ -173,7 +177,10 @@ def _collector_paused() -> Iterator[None]:
 
 
 def _evaluate(
-    recipe: Recipe, as_of: datetime | None, clock: Clock | None
+    recipe: Recipe,
+    as_of: datetime | None,
+    clock: Clock | None,
+    progress: ReadProgress | None,
 ) -> Evaluation:
     moment = _aware(as_of or recipe.as_of or (clock or _utc_now)())
     timings: dict[str, float] = {}
@@ -193,7 +200,7 @@ def _evaluate(
     ):
         for block in recipe.sources_of(entity):  # type: ignore[arg-type]
             fields = kept[entity] | {block.key or ""}
-            with SourceReader(recipe, block, fields) as reader:
+            with SourceReader(recipe, block, fields, progress) as reader:
                 add(reader.records_of(), block.key or "key")
                 reads.append(_logged(reader.report()))
     table = builder.finish()
@@ -201,7 +208,7 @@ def _evaluate(
 
     events = fold_events(
         table,
-        _event_records(recipe, reads),
+        _event_records(recipe, reads, progress),
         shape.traits.values(),
         moment,
         identity.user,
@@ -277,19 +284,21 @@ def _compile_on(
     return compiled, columns
 
 
-def _event_records(recipe: Recipe, reads: list[ReadReport]) -> Iterator[Record]:
+def _event_records(
+    recipe: Recipe, reads: list[ReadReport], progress: ReadProgress | None
+) -> Iterator[Record]:
     # All event sources feed one fold: a fold per source would leave each trait
     # with the last source's events only. With no event source at all, the fold
     # still gives every trait its empty value. Chaining in C keeps this layer
     # off the per-event path.
-    return itertools.chain.from_iterable(_event_streams(recipe, reads))
+    return itertools.chain.from_iterable(_event_streams(recipe, reads, progress))
 
 
 def _event_streams(
-    recipe: Recipe, reads: list[ReadReport]
+    recipe: Recipe, reads: list[ReadReport], progress: ReadProgress | None
 ) -> Iterator[Iterator[Record]]:
     for block in recipe.sources_of("event"):
-        with SourceReader(recipe, block) as reader:
+        with SourceReader(recipe, block, progress=progress) as reader:
             yield reader.records_of()
             reads.append(_logged(reader.report()))
 

@@ -18,7 +18,7 @@ from pqlhub.ledger import Ledger, now_text
 from pqlhub.plan import Plan, make_plan
 from pqlhub.recipe import Recipe
 from pqlhub.redaction import redact
-from pqlhub.sources import SourceReader
+from pqlhub.sources import ReadProgress, SourceReader
 from pqlhub.sync import Delivery, SyncResult, deliver, open_destination
 
 __all__ = ["RunReport", "plan_recipe", "run_recipe"]
@@ -76,9 +76,10 @@ def plan_recipe(
     as_of: datetime | None = None,
     force: bool = False,
     clock: Clock | None = None,
+    progress: ReadProgress | None = None,
 ) -> RunReport:
     """Evaluate the recipe and plan every sync, sending and recording nothing."""
-    evaluation = evaluate(recipe, as_of=as_of, clock=clock)
+    evaluation = evaluate(recipe, as_of=as_of, clock=clock, progress=progress)
     with Ledger.open(recipe.ledger_path) as ledger:
         plan = _plan(evaluation, ledger, force)
     return RunReport(evaluation, plan, dry_run=True)
@@ -90,13 +91,22 @@ def run_recipe(
     force: bool = False,
     delivery: Delivery | None = None,
     clock: Clock | None = None,
+    progress: ReadProgress | None = None,
 ) -> RunReport:
     """Evaluate, record membership, plan and deliver; remember the run.
+
+    Args:
+        recipe: A loaded recipe.
+        as_of: The time to evaluate for (see `evaluate`).
+        force: Send past the `max_remove` guard rail.
+        delivery: How to deliver (waits, clocks, delivery progress).
+        clock: Where the current time comes from.
+        progress: Called as sources are read.
 
     Raises:
         PqlhubError: When a stage cannot go on (the run is recorded as failed).
     """
-    evaluation = evaluate(recipe, as_of=as_of, clock=clock)
+    evaluation = evaluate(recipe, as_of=as_of, clock=clock, progress=progress)
     with Ledger.open(recipe.ledger_path) as ledger:
         run_id = ledger.start_run(evaluation.as_of)
         try:

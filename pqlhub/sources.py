@@ -8,20 +8,25 @@ file per source in the rejects folder beside the ledger, so that nothing is lost
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Final
 
 import orjson
 
 from pqlhub.connectors import Checkpoint, Record, RejectSink, Source, SourceContext
 from pqlhub.recipe import Recipe, SourceBlock
 
-__all__ = ["FileRejects", "ReadReport", "SourceReader", "read_sources"]
+__all__ = ["FileRejects", "ReadProgress", "ReadReport", "SourceReader", "read_sources"]
 
 logger = logging.getLogger(__name__)
+
+ReadProgress = Callable[[str, int, bool], None]
+"""Called as `progress(source, records_so_far, finished)` while a source is read."""
+
+PROGRESS_EVERY: Final = 50_000
 
 
 class FileRejects(RejectSink):
@@ -89,7 +94,8 @@ class ReadReport:
 class SourceReader:
     """Reads one source block, counting what it yields.
 
-    `fields`, when given, tells the source which record fields the recipe reads.
+    `fields`, when given, tells the source which record fields the recipe reads;
+    `progress`, when given, is called every 50,000 records and once at the end.
 
     Use it as a context manager so the rejects file is closed even when reading
     stops with an error.
@@ -100,8 +106,10 @@ class SourceReader:
         recipe: Recipe,
         block: SourceBlock,
         fields: frozenset[str] | None = None,
+        progress: ReadProgress | None = None,
     ) -> None:
         self.block = block
+        self.progress = progress
         self.rejects = FileRejects(
             recipe.rejects_dir / f"{block.name}.jsonl", block.name
         )
@@ -127,6 +135,11 @@ class SourceReader:
 
     def records_of(self, cursor: Any = None) -> Iterator[Record]:
         """Yield the block's records, remembering the last checkpoint seen."""
+        if self.progress is not None:
+            return self._reported(self._records(cursor), self.progress)
+        return self._records(cursor)
+
+    def _records(self, cursor: Any) -> Iterator[Record]:
         count = 0
         checkpoint = Checkpoint
         try:
@@ -138,6 +151,16 @@ class SourceReader:
                 yield item  # type: ignore[misc]
         finally:
             self.records += count
+
+    def _reported(
+        self, records: Iterator[Record], progress: ReadProgress
+    ) -> Iterator[Record]:
+        name = self.block.name
+        for count, record in enumerate(records, 1):
+            if not count % PROGRESS_EVERY:
+                progress(name, count, False)
+            yield record
+        progress(name, self.records, True)
 
     def report(self) -> ReadReport:
         """Return what was read so far."""
