@@ -1,4 +1,4 @@
-"""pqlhub's kit for plugin authors: fake servers and contract test suites.
+"""pqlhub's kit for plugin authors: fake servers, contract suites and test helpers.
 
 It is also a pytest plugin (registered through the `pytest11` entry point), which
 offers the fixtures `webhook_receiver` (a running `WebhookReceiver`) and
@@ -18,12 +18,15 @@ from pqlhub.testing.contract import (
     make_changes,
 )
 from pqlhub.testing.receiver import Fault, WebhookReceiver
+from pqlhub.testing.sources import KeptRejects, Reject
 
 __all__ = [
     "ContractFake",
     "DestinationContract",
     "Fault",
+    "KeptRejects",
     "RecordingSleep",
+    "Reject",
     "WebhookReceiver",
     "make_changes",
 ]

@@ -19,9 +19,9 @@ from pqlhub import (
     DataError,
     PluginError,
     Record,
-    RejectSink,
     SourceContext,
 )
+from pqlhub.testing import KeptRejects
 from pqlhub_analytics import SegmentFilesSource
 
 LOGGER = "pqlhub.plugins.analytics.test"
@@ -36,26 +36,6 @@ KIND_FIELDS: Mapping[str, Mapping[str, Any]] = {
     "screen": {"name": "Settings"},
     "alias": {"previousId": "anon-1"},
 }
-
-
-@dataclass(frozen=True)
-class Reject:
-    """One bad record as the source handed it over."""
-
-    file: str
-    line: int | None
-    reason: str
-    raw: str
-
-
-class KeptRejects(RejectSink):
-    """Keeps every rejected record for the test to look at."""
-
-    def __init__(self) -> None:
-        self.kept: list[Reject] = []
-
-    def reject(self, file: str, line: int | None, reason: str, raw: str) -> None:
-        self.kept.append(Reject(file, line, reason, raw))
 
 
 @dataclass

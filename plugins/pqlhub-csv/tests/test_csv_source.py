@@ -9,7 +9,6 @@ import re
 import subprocess
 import sys
 import textwrap
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Literal
@@ -18,30 +17,11 @@ import pluggy
 import pytest
 from jsonschema import Draft202012Validator
 
-from pqlhub import DataError, RecipeError, Record, RejectSink, SourceContext, hookspecs
+from pqlhub import DataError, RecipeError, Record, SourceContext, hookspecs
+from pqlhub.testing import KeptRejects, Reject
 from pqlhub_csv import CsvSource
 
 LOGGER = "pqlhub.plugins.csv.test"
-
-
-@dataclass(frozen=True)
-class Reject:
-    """One record the source handed to the rejects sink."""
-
-    file: str
-    line: int | None
-    reason: str
-    raw: str
-
-
-class KeptRejects(RejectSink):
-    """A rejects sink that keeps what it is given, for the test to inspect."""
-
-    def __init__(self) -> None:
-        self.kept: list[Reject] = []
-
-    def reject(self, file: str, line: int | None, reason: str, raw: str) -> None:
-        self.kept.append(Reject(file, line, reason, raw))
 
 
 class Harness:
