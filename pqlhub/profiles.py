@@ -237,6 +237,16 @@ class ProfileTable:
             return _missing
         return lambda profile: own[profile.row]
 
+    def values_of(self, name: str) -> list[Any]:
+        """Return the field `name` of every contact, in row order."""
+        if name.startswith(ACCOUNT_PREFIX):
+            column = self.account_columns.get(name[len(ACCOUNT_PREFIX) :])
+            if column is None:
+                return [None] * len(self)
+            return [column[row] for row in self.account_of]
+        own = self.columns.get(name)
+        return list(own) if own is not None else [None] * len(self)
+
     def has(self, name: str) -> bool:
         """Return whether the table holds a column for the field `name`."""
         if name.startswith(ACCOUNT_PREFIX):
@@ -379,7 +389,11 @@ class TableBuilder:
                 index[contact_key] = row
                 keys.append(contact_key)
                 for name, column, cache in columns:
-                    column.append(_interned(record.get(name), cache))
+                    value = record.get(name)
+                    # Inlined `_interned`: this runs once per field per contact.
+                    if value.__class__ is str and len(cache) < _INTERN_LIMIT:
+                        value = cache.setdefault(value, value)
+                    column.append(value)
                 links.append(None)
             else:
                 for name, column, cache in columns:

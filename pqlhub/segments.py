@@ -98,6 +98,8 @@ class Dimension:
 
     def compute(self, table: ProfileTable) -> list[str | None]:
         """Return the dimension's value for every contact of the table."""
+        if self.field is not None:
+            return self._from_column(table.values_of(self.field))
         profile = Profile(table)
         values: list[str | None] = []
         value_of = self._value_function(table)
@@ -106,7 +108,29 @@ class Dimension:
             values.append(value_of(profile))
         return values
 
-    def _value_function(self, table: ProfileTable) -> Callable[[Profile], str | None]:
+    def _from_column(self, column: Sequence[Any]) -> list[str | None]:
+        # A field's values repeat (roles, counts), so each distinct value is
+        # turned into its label once.
+        label_of = self._value_function(None)
+        labels: dict[tuple[type, Any], str | None] = {}
+        out: list[str | None] = []
+        append = out.append
+        for value in column:
+            # Keyed by type too: True == 1 == 1.0, but their labels differ.
+            key = (value.__class__, value)
+            try:
+                label = labels[key]
+            except KeyError:
+                label = labels[key] = label_of(value)
+            except TypeError:  # an unhashable value, such as a list
+                label = label_of(value)
+            append(label)
+        return out
+
+    def _value_function(
+        self, table: ProfileTable | None
+    ) -> Callable[[Any], str | None]:
+        """Return the function from a profile (cases) or a field value to a label."""
         default = self.default
         if self.field is None:
             cases = self.cases
@@ -119,19 +143,16 @@ class Dimension:
 
             return case_value
 
-        read = table.getter(self.field)
         if self.buckets is None:
 
-            def field_value(profile: Profile) -> str | None:
-                value = read(profile)
+            def field_value(value: Any) -> str | None:
                 return default if value is None or value == "" else str(value)
 
             return field_value
 
         bounds, labels = self.buckets, self.labels
 
-        def bucket_value(profile: Profile) -> str | None:
-            value = read(profile)
+        def bucket_value(value: Any) -> str | None:
             if isinstance(value, bool) or not isinstance(value, int | float):
                 return default
             label = default
