@@ -498,15 +498,17 @@ class _Partial:
     fold: Fold | None
     values: Any
     cutoff: datetime = field(default=datetime.min.replace(tzinfo=UTC))
+    slot: int | None = None
 
 
-def _make_count(rows: int, cutoff: datetime | None) -> _Partial:
-    # Counts are the most common partial; the fold loop increments them inline
-    # rather than through a function call per event.
-    values = array("q", bytes(8 * rows))
+def _make_count(slot: int, cutoff: datetime | None) -> _Partial:
+    # Counts are the most common partial. They live side by side, one slot per
+    # count, in a single array with a row of slots per contact, so an event that
+    # feeds several counts touches one place in memory; and the fold loop
+    # increments them inline rather than through a function call.
     if cutoff is None:
-        return _Partial(None, None, values)
-    return _Partial(None, None, values, cutoff)
+        return _Partial(None, None, None, slot=slot)
+    return _Partial(None, None, None, cutoff, slot)
 
 
 def _make_extreme(
@@ -586,11 +588,11 @@ def _as_datetime(value: Any) -> datetime | None:
     return None
 
 
-_Route = tuple[tuple[tuple["array[int]", datetime], ...], tuple[Fold, ...]]
+_Route = tuple[tuple[tuple[int, datetime], ...], tuple[Fold, ...]]
 
 
 def _route(partials: Sequence[_Partial]) -> _Route:
-    counters = tuple((p.values, p.cutoff) for p in partials if p.fold is None)
+    counters = tuple((p.slot or 0, p.cutoff) for p in partials if p.fold is None)
     folds = tuple(p.fold for p in partials if p.fold is not None)
     return counters, folds
 
@@ -606,6 +608,8 @@ class _Plan:
         self.user_field = user_field
         self.partials: dict[tuple[Any, ...], _Partial] = {}
         self.columns: list[tuple[TraitSpec, Callable[[], list[Any]]]] = []
+        self.width = 0
+        self.counts: array[int] = array("q")
 
     def add(self, spec: TraitSpec) -> None:
         """Plan one trait: the partial it needs and how its column is made."""
@@ -619,7 +623,7 @@ class _Plan:
         ):
             partial = self._partial(
                 ("count", spec.event, cutoff),
-                lambda: _make_count(len(self.table), cutoff),
+                lambda: _make_count(self._slot(), cutoff),
                 spec.event,
             )
         elif agg in ("first", "last"):
@@ -656,12 +660,18 @@ class _Plan:
             self.partials[key] = partial
         return self.partials[key]
 
+    def _slot(self) -> int:
+        self.width += 1
+        return self.width - 1
+
     def routes(self) -> tuple[dict[str, _Route], _Route]:
         """Return, per event name, the counters and folds an event feeds.
 
         The second value is the route of events no trait names: the counters and
-        folds that take every event.
+        folds that take every event. The counts array is allocated here, once
+        every trait is planned.
         """
+        self.counts = array("q", bytes(8 * self.width * len(self.table)))
         every = _route([p for p in self.partials.values() if p.event is None])
         names = {p.event for p in self.partials.values() if p.event is not None}
         routes = {}
@@ -673,6 +683,8 @@ class _Plan:
 
     def _column(self, spec: TraitSpec, partial: _Partial) -> list[Any]:
         values = partial.values
+        if partial.slot is not None:
+            values = self.counts[partial.slot :: self.width]
         agg = spec.agg
         if spec.per == "account" and not isinstance(values, dict):
             users = self.table.columns.get(self.user_field or "") or self.table.keys
@@ -776,6 +788,7 @@ def fold_events(
     for spec in traits:
         planned.add(spec)
     routes, default = planned.routes()
+    counts, width = planned.counts, planned.width
     users = _user_index(table, user_field)
     updates = _FieldUpdates(table)
     seen = folded = unknown = late = 0
@@ -801,9 +814,10 @@ def fold_events(
             unknown += 1
             continue
         counters, folds = routes.get(event.get("event"), default)  # type: ignore[arg-type]
-        for values, cutoff in counters:
+        base = row * width
+        for slot, cutoff in counters:
             if moment >= cutoff:  # type: ignore[operator]
-                values[row] += 1
+                counts[base + slot] += 1
         for fold in folds:
             fold(row, event, moment)  # type: ignore[arg-type]
         folded += 1
