@@ -36,6 +36,7 @@ from pqlhub.render import (
     reads_text,
     render_table,
     results_text,
+    runs_text,
     segments_json,
     segments_text,
 )
@@ -454,6 +455,21 @@ def failures(
         _echo_json({"failures": [failure.as_dict() for failure in found]})
         return
     click.echo(failures_text(found))
+
+
+@cli.command()
+@recipe_argument
+@click.option("--limit", default=20, show_default=True, help="How many runs to show.")
+@format_option
+def history(recipe_path: str, limit: int, output_format: str) -> None:
+    """List the recipe's latest runs: when, their status, and what they sent."""
+    recipe = _load(recipe_path)
+    with Ledger.open(recipe.ledger_path) as ledger:
+        runs = ledger.runs(limit)
+    if output_format == "json":
+        _echo_json({"runs": [run.as_dict() for run in runs]})
+        return
+    click.echo(runs_text(runs))
 
 
 @cli.command()

@@ -176,6 +176,18 @@ class RunRecord:
     counts: Mapping[str, Any]
     message: str | None
 
+    def as_dict(self) -> dict[str, Any]:
+        """Return the run as JSON-ready values."""
+        return {
+            "id": self.id,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "as_of": self.as_of,
+            "status": self.status,
+            "counts": dict(self.counts),
+            "message": self.message,
+        }
+
 
 def fields_hash(fields: Mapping[str, Any]) -> str:
     """Return a stable hash of a change's fields."""

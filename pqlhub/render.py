@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from pqlhub.engine import Evaluation
-from pqlhub.ledger import Failure
+from pqlhub.ledger import Failure, RunRecord
 from pqlhub.plan import Plan
 from pqlhub.plugins import PluginInfo
 from pqlhub.runs import RunReport
@@ -21,6 +21,7 @@ __all__ = [
     "reads_text",
     "render_table",
     "results_text",
+    "runs_text",
     "segments_json",
     "segments_text",
 ]
@@ -271,3 +272,26 @@ def failures_text(failures: Sequence[Failure]) -> str:
             )
         )
     return render_table(rows)
+
+
+def runs_text(runs: Sequence[RunRecord]) -> str:
+    """Render a recipe's run history, newest first."""
+    if not runs:
+        return "No runs yet."
+    rows = [("RUN", "STARTED", "STATUS", "CONTACTS", "DONE", "FAILED", "MESSAGE")]
+    for run in runs:
+        syncs = run.counts.get("syncs", {}).values()
+        done = sum(s.get("done", 0) for s in syncs)
+        failed = sum(s.get("failed", 0) + s.get("retry", 0) for s in syncs)
+        rows.append(
+            (
+                str(run.id),
+                run.started_at[:19].replace("T", " "),
+                run.status,
+                f"{run.counts.get('contacts', 0):,}",
+                f"{done:,}",
+                f"{failed:,}",
+                run.message or "",
+            )
+        )
+    return render_table(rows, right=(0, 3, 4, 5))

@@ -1,7 +1,8 @@
-"""Progress lines: shown on a terminal, never when output goes to a file or pipe."""
+"""Progress lines on a terminal (never in a file or pipe), and the run history."""
 
 from __future__ import annotations
 
+import json
 import os
 import pty
 import shutil
@@ -63,3 +64,30 @@ def test_progress_stays_quiet_when_not_a_terminal(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert "Reading" not in done.stderr
     assert "changes (" not in done.stderr
+
+
+def test_history_lists_runs_newest_first(tmp_path: Path) -> None:
+    folder = _example(tmp_path)
+    for _ in range(2):
+        subprocess.run(
+            [sys.executable, "-m", "pqlhub", "run", "pqlhub.toml"],
+            cwd=folder,
+            capture_output=True,
+            check=True,
+            timeout=120,
+        )
+
+    done = subprocess.run(
+        [sys.executable, "-m", "pqlhub", "history", "pqlhub.toml", "--format", "json"],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+
+    runs = json.loads(done.stdout)["runs"]
+    assert [run["id"] for run in runs] == [2, 1]
+    assert [run["status"] for run in runs] == ["complete", "complete"]
+    sent = [run["counts"]["syncs"]["qualified-to-spreadsheet"]["done"] for run in runs]
+    assert sent == [0, 10192]
