@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
 
 import orjson
 import pytest
@@ -12,13 +11,17 @@ import pytest
 from pqlhub import Destination, DestinationContext
 from pqlhub.destinations import FileExport, Webhook
 from pqlhub.redaction import Secret
-from pqlhub.testing import DestinationContract, WebhookReceiver
+from pqlhub.testing import (
+    DestinationContract,
+    RemoteDestinationContract,
+    WebhookReceiver,
+)
 
 SIGNING_SECRET = "whsec-contract-7f3a9b"
 TOKEN = "hook-token-51c2e8"
 
 
-class TestWebhookContract(DestinationContract):
+class TestWebhookContract(RemoteDestinationContract):
     enter_action = "send"
     exit_action = "send"
 
@@ -43,7 +46,7 @@ class TestWebhookContract(DestinationContract):
 
 
 class _FileFake:
-    """Reads the file export's snapshot back, and injects what a file can suffer."""
+    """Reads the file export's snapshot back, as the contract's fake."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -54,17 +57,6 @@ class _FileFake:
             return set()
         lines = self.path.read_bytes().splitlines()
         return {(e["segment"], e["contact"]) for e in map(orjson.loads, lines)}
-
-    def fail_next(
-        self, status: int = 500, count: int = 1, retry_after: Any = None
-    ) -> None:
-        pytest.skip("A file has no rate limits or server errors to retry.")
-
-    def reject(self, contacts: Sequence[str]) -> None:
-        pytest.skip("A file takes every record; there is no bad data to refuse.")
-
-    def expire(self) -> None:
-        pytest.skip("A file has no credentials to expire.")
 
 
 class TestFileExportContract(DestinationContract):

@@ -15,6 +15,7 @@ from pqlhub.testing.contract import (
     ContractFake,
     DestinationContract,
     RecordingSleep,
+    RemoteDestinationContract,
     make_changes,
 )
 from pqlhub.testing.receiver import Fault, WebhookReceiver
@@ -27,6 +28,7 @@ __all__ = [
     "KeptRejects",
     "RecordingSleep",
     "Reject",
+    "RemoteDestinationContract",
     "WebhookReceiver",
     "make_changes",
 ]

@@ -1,9 +1,10 @@
 """The destination contract: tests every destination plugin runs against itself.
 
-Subclass `DestinationContract` in a plugin's tests, point it at the plugin's fake
-vendor server, and pytest collects the contract's tests:
+Subclass `RemoteDestinationContract` in the tests of a destination behind an API
+(or `DestinationContract`, for one with no server to fail, such as a file), point
+it at the plugin's fake vendor server, and pytest collects the contract's tests:
 
-    class TestMyDestination(DestinationContract):
+    class TestMyDestination(RemoteDestinationContract):
         enter_action = "add_to_list"
         exit_action = "remove_from_list"
 
@@ -46,7 +47,13 @@ from pqlhub.http import HttpClient, RateLimiter, RetryPolicy
 from pqlhub.plan import change_id
 from pqlhub.sync import apply_batch
 
-__all__ = ["ContractFake", "DestinationContract", "RecordingSleep", "make_changes"]
+__all__ = [
+    "ContractFake",
+    "DestinationContract",
+    "RecordingSleep",
+    "RemoteDestinationContract",
+    "make_changes",
+]
 
 
 class ContractFake(Protocol):
@@ -209,6 +216,13 @@ class DestinationContract:
 
         assert _statuses(outcomes) <= {OutcomeStatus.DONE, OutcomeStatus.SKIPPED}
         assert set(fake.members) == before
+
+
+class RemoteDestinationContract(DestinationContract):
+    """The contract of a destination behind an API: the tests above, and these.
+
+    The fake must also honour `fail_next`, `reject` and `expire`.
+    """
 
     def test_contract_one_bad_record_fails_alone(
         self, destination: Destination, fake: Any

@@ -27,7 +27,7 @@ import pytest
 from pqlhub import Batch, Destination, DestinationContext, OutcomeStatus, Secret
 from pqlhub.http import HttpClient, RateLimiter, RetryPolicy
 from pqlhub.sync import apply_batch
-from pqlhub.testing import DestinationContract, RecordingSleep, make_changes
+from pqlhub.testing import RecordingSleep, RemoteDestinationContract, make_changes
 from pqlhub_hubspot.destination import HubSpotDestination, option_value
 from pqlhub_hubspot.fake import ALL_SCOPES, FakeHubSpot, RecordedRequest
 
@@ -140,7 +140,7 @@ class VirtualSleep(RecordingSleep):
         return time.monotonic() + self.offset
 
 
-class HubSpotContract(DestinationContract):
+class HubSpotContract(RemoteDestinationContract):
     """The contract with a virtual clock; subclasses pick the actions."""
 
     @pytest.fixture
