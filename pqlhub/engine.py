@@ -310,6 +310,16 @@ def _warn_absent(table: ProfileTable, compiled: Compiled) -> None:
                 "No profile has a value for %r; rules that read it see it as missing.",
                 name,
             )
+    for sync in compiled.syncs:
+        for field_name, source in sorted(sync.fields.items()):
+            if not table.has(source) or not _any_value(table, source):
+                logger.warning(
+                    "Sync %r sends %r from %r, which no profile has; it is sent "
+                    "empty. Check the spelling in the sync's fields.",
+                    sync.name,
+                    field_name,
+                    source,
+                )
 
 
 def _any_value(table: ProfileTable, name: str) -> bool:

@@ -1630,6 +1630,14 @@ class _Compiler:
         """Find the function a call names, and check how many arguments it got."""
         function = self.functions.get(node.name)
         if function is None:
+            owner, _, method = node.name.rpartition(".")
+            if owner and method in self.functions:
+                # `plan.lower()` reads as a method call on the field `plan`.
+                raise self._error(
+                    node.column,
+                    f"Method calls are not allowed; write {method}({owner}) "
+                    f"instead of {node.name}().",
+                )
             known = ", ".join(sorted(self.functions))
             raise self._error(
                 node.column,

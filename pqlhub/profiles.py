@@ -7,9 +7,9 @@ mapping over one row of the table.
 
 Joining: a contact's account is the account whose key is in the contact's
 `identity.account` field; when that field is empty (or not configured) and
-`identity.account_from_email` is on, it is the domain of the contact's email,
-unless that is a free-mail domain. An account key that no account source lists
-still groups its contacts, with no account fields.
+`identity.account_from_email` is on, it is the domain of the contact's email.
+A free-mail domain (gmail.com, ...) is never an account, from either. An account
+key that no account source lists still groups its contacts, with no account fields.
 
 Events follow the Segment spec. `track` calls feed traits; `identify` calls update
 the fields of the contact their `userId` names, and `group` calls the fields of the
@@ -380,6 +380,7 @@ class TableBuilder:
         link_field = self.identity.account
         from_email = self.identity.account_from_email
         email_field = self.identity.email
+        free_mail = self.identity.free_mail
         domains = self._cache("\0links")
         for record in records:
             contact_key = str(record[key])
@@ -401,6 +402,8 @@ class TableBuilder:
                     if value is not None:
                         column[row] = _interned(value, cache)
             link = record.get(link_field) if link_field else None
+            if link and str(link).lower() in free_mail:
+                link = None  # a mailbox provider is never a customer's company
             if not link and from_email:
                 link = self._company_domain(record.get(email_field))
             if link:

@@ -311,6 +311,12 @@ ERRORS = [
     pytest.param("a.b__c", 1, "Names may not contain '__'.", id="dunder-inside"),
     pytest.param("'a'.upper()", 4, "Method calls are not allowed", id="method-call"),
     pytest.param(
+        "plan.lower() == 'pro'",
+        1,
+        "Method calls are not allowed; write lower(plan) instead of plan.lower().",
+        id="method-call-on-a-field",
+    ),
+    pytest.param(
         "(x).y", 4, "Attribute access on values is not allowed.", id="attribute"
     ),
     pytest.param("x[0]", 2, "Subscripts like x[0] are not allowed.", id="subscript"),

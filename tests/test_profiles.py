@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -169,6 +170,49 @@ def test_join_never_takes_a_free_mail_domain_as_account(
 
     assert _value(evaluation, "u3", "account.users") is None
     assert _value(evaluation, "u5", "account.users") is None
+
+
+def test_join_never_takes_a_free_mail_account_field_as_account(
+    tmp_path: Path,
+) -> None:
+    # A CRM export that filled the company column from the email's domain.
+    contacts = [
+        {"id": "u3", "email": "cy@gmail.com", "company_domain": "gmail.com"},
+        {"id": "u5", "email": "dee@gmail.com", "company_domain": "Gmail.com"},
+    ]
+    events = [_track("u3", "login", _ago(days=1)), _track("u5", "login", _ago())]
+    traits = {"users": {"agg": "count_distinct", "of": "userId", "per": "account"}}
+
+    evaluation = _evaluate(tmp_path, events, traits, contacts=contacts)
+
+    assert _value(evaluation, "u3", "account.users") is None
+    assert _value(evaluation, "u5", "account.users") is None
+
+
+def test_sync_field_that_no_profile_has_is_warned_about(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    sections = {
+        "segments": {"everyone": {"name": "Everyone", "min_size": 0}},
+        "destinations": {"sheet": {"plugin": "file", "path": "out.csv"}},
+        "syncs": [
+            {
+                "name": "to-sheet",
+                "destination": "sheet",
+                "segments": ["everyone"],
+                "on_enter": {"action": "add"},
+                "fields": {"company": "account.nmae"},
+            }
+        ],
+    }
+
+    with caplog.at_level(logging.WARNING, logger="pqlhub"):
+        _evaluate(tmp_path, **sections)
+
+    assert (
+        "Sync 'to-sheet' sends 'company' from 'account.nmae', which no profile has"
+        in (caplog.text)
+    )
 
 
 def test_join_takes_a_company_domain_from_the_email(tmp_path: Path) -> None:
