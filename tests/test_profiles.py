@@ -496,3 +496,19 @@ def test_traits_fold_the_events_of_every_event_source(tmp_path: Path) -> None:
     assert _value(evaluation, "u1", "logins") == 2
     assert _value(evaluation, "u1", "account.team_logins") == 3
     assert evaluation.events.folded == 3
+
+
+def test_last_of_a_property_reads_iso_times(tmp_path: Path) -> None:
+    events = [
+        _track("u1", "renewed", _ago(days=3), renews_on="2027-01-31"),
+        _track("u1", "renewed", _ago(days=1), renews_on="2027-03-31T12:00:00Z"),
+        _track("u1", "renewed", _ago(days=2), renews_on="not a date"),
+    ]
+    traits = {
+        "renews": {"event": "renewed", "agg": "last", "of": "properties.renews_on"}
+    }
+
+    evaluation = _evaluate(tmp_path, events, traits)
+
+    assert _value(evaluation, "u1", "renews") == datetime(2027, 3, 31, 12, tzinfo=UTC)
+    assert _value(evaluation, "u2", "renews") is None
