@@ -19,9 +19,8 @@ import orjson
 from pqlhub.connectors import Checkpoint, Record, RejectSink, Source, SourceContext
 from pqlhub.recipe import Recipe, SourceBlock
 
-__all__ = ["FileRejects", "ReadProgress", "ReadReport", "SourceReader", "read_sources"]
+__all__ = ["FileRejects", "ReadProgress", "ReadReport", "SourceReader"]
 
-logger = logging.getLogger(__name__)
 
 ReadProgress = Callable[[str, int, bool], None]
 """Called as `progress(source, records_so_far, finished)` while a source is read."""
@@ -171,22 +170,3 @@ class SourceReader:
             skipped=self.context.skipped,
             rejects=self.rejects.path if self.rejects.count else None,
         )
-
-
-def read_sources(recipe: Recipe) -> list[ReadReport]:
-    """Read every source of the recipe through, and report what each yielded."""
-    reports = []
-    for block in recipe.sources.values():
-        with SourceReader(recipe, block) as reader:
-            for _record in reader.records_of():
-                pass
-            report = reader.report()
-        logger.info(
-            "Read %d %s records from source %r (%d skipped).",
-            report.records,
-            report.entity,
-            report.source,
-            report.skipped,
-        )
-        reports.append(report)
-    return reports
