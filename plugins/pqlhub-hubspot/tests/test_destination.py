@@ -31,30 +31,17 @@ from pqlhub.testing import RecordingSleep, RemoteDestinationContract, make_chang
 from pqlhub_hubspot.destination import HubSpotDestination, option_value
 from pqlhub_hubspot.fake import ALL_SCOPES, FakeHubSpot, RecordedRequest
 
+from .conftest import MakeFake, checked_fakes
+
 TOKEN = "pat-na1-7c2e41d9-test-5b0a"
 TOKEN_ENV = "HUBSPOT_TOKEN"
-
-MakeFake = Callable[..., FakeHubSpot]
 
 
 @pytest.fixture
 def make_fake() -> Iterator[MakeFake]:
     """Start fakes that accept `TOKEN`; after the test, stop them and fail it if
     any exchange broke HubSpot's OpenAPI files."""
-    started: list[FakeHubSpot] = []
-
-    def make(**options: Any) -> FakeHubSpot:
-        hub = FakeHubSpot(**{"tokens": {TOKEN: ALL_SCOPES}, **options})
-        assert hub.validating, "HubSpot's OpenAPI files were not found."
-        hub.start()
-        started.append(hub)
-        return hub
-
-    yield make
-    for hub in started:
-        hub.stop()
-    for hub in started:
-        assert hub.violations == []
+    yield from checked_fakes(tokens={TOKEN: ALL_SCOPES})
 
 
 def destination_for(

@@ -12,7 +12,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -21,6 +21,8 @@ import httpx
 import pytest
 
 from pqlhub_hubspot.fake import ALL_SCOPES, DEFAULT_TOKEN, FakeHubSpot
+
+from .conftest import MakeFake, checked_fakes
 
 READER = "reader-token"
 TOKENS = {
@@ -59,9 +61,6 @@ class FakeClock:
         self.now += seconds
 
 
-MakeFake = Callable[..., FakeHubSpot]
-
-
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()
@@ -71,20 +70,7 @@ def clock() -> FakeClock:
 def make_fake(clock: FakeClock) -> Iterator[MakeFake]:
     """Start fakes with the test's clock; after the test, stop them and check
     that no exchange broke HubSpot's OpenAPI files."""
-    started: list[FakeHubSpot] = []
-
-    def make(**options: Any) -> FakeHubSpot:
-        hub = FakeHubSpot(**{"tokens": TOKENS, "clock": clock, **options})
-        assert hub.validating, "HubSpot's OpenAPI files were not found."
-        hub.start()
-        started.append(hub)
-        return hub
-
-    yield make
-    for hub in started:
-        hub.stop()
-    for hub in started:
-        assert hub.violations == []
+    yield from checked_fakes(tokens=TOKENS, clock=clock)
 
 
 @pytest.fixture
